@@ -1,0 +1,49 @@
+# results-realtime: every target sets itself up; `make demo` and `make test` are all a newcomer needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+JS := clients/js
+JS_STAMP := $(JS)/node_modules/.installed
+
+.PHONY: install install-js test test-py test-js lint bench demo clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found %s)" % sys.version.split()[0])'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $@
+
+install: $(STAMP) ## idempotent .venv with the package and the dev tools
+
+$(JS_STAMP): $(JS)/package.json $(JS)/package-lock.json
+	cd $(JS) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+install-js: $(JS_STAMP)
+
+test: install install-js ## the whole suite: Python (pytest) then JavaScript (vitest)
+	$(BIN)/python -m pytest
+	cd $(JS) && npm test --silent
+
+test-py: install
+	$(BIN)/python -m pytest
+
+test-js: install install-js
+	cd $(JS) && npm test --silent
+
+lint: install
+	$(BIN)/ruff check daemon tests bench
+	$(BIN)/ruff format --check daemon tests bench
+	$(BIN)/mypy
+
+bench: install install-js
+	$(BIN)/python -m bench
+
+demo: install install-js
+	$(BIN)/results-realtime demo
+
+clean:
+	rm -rf $(VENV) $(JS)/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,94 @@
+"""`results-realtime`: one console script, one subcommand per component.
+
+Exit codes: 0 ok · 1 unexpected error · 2 bad usage or configuration · 3 database unreachable or
+unsuitable · 4 Realtime unreachable or refusing · 5 a port is taken · 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, cast
+
+from daemon import __version__
+from daemon.errors import ResultsRealtimeError
+
+
+class Subcommand(Protocol):
+    """Each subcommand module exposes these two functions; the CLI only wires them."""
+
+    HELP: str
+    DESCRIPTION: str
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+SUBCOMMANDS: dict[str, str] = {
+    "migrate": "daemon.commands.migrate",
+    "run": "daemon.commands.run",
+    "check": "daemon.commands.check",
+    "hub": "daemon.commands.hub",
+    "watch": "daemon.commands.watch",
+    "demo": "daemon.commands.demo",
+}
+
+EPILOG = """\
+configuration: config.toml (or --config / RESULTS_REALTIME_CONFIG), overridden by environment
+variables: DATABASE_URL, SUPABASE_URL, SUPABASE_SERVICE_ROLE_KEY, SUPABASE_JWT_SECRET,
+RESULTS_REALTIME_ENABLED, and RESULTS_REALTIME_<SECTION>_<KEY> for every other key.
+
+exit codes: 0 ok, 1 unexpected error, 2 bad usage or configuration, 3 database problem,
+4 Realtime problem, 5 port in use, 130 interrupted.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="results-realtime",
+        description="Live results for the teacher's dashboard: SQL triggers -> daemon -> "
+        "Supabase Realtime channels assignment_results:{groupId}:{lessonId}.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module_name in SUBCOMMANDS.items():
+        module = cast(Subcommand, importlib.import_module(module_name))
+        child = sub.add_parser(
+            name,
+            help=module.HELP,
+            description=module.DESCRIPTION,
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        child.add_argument(
+            "--config",
+            type=Path,
+            default=None,
+            help="config file (default: $RESULTS_REALTIME_CONFIG, else ./config.toml if present)",
+        )
+        module.add_arguments(child)
+        child.set_defaults(handler=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+        return code
+    except KeyboardInterrupt:
+        return 130
+    except ResultsRealtimeError as exc:
+        print(f"results-realtime {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

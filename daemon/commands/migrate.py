@@ -1,0 +1,39 @@
+"""`results-realtime migrate`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from daemon.config import load_settings
+from daemon.db import connect
+from daemon.log import configure_logging
+from daemon.migrate import migrate
+
+HELP = "apply the SQL migrations and (re)install the triggers"
+DESCRIPTION = (
+    "Applies each numbered file of sql/migrations once, in order, each in its own transaction, "
+    "recording it in results_realtime.schema_migrations; then re-applies sql/triggers.sql. "
+    "A second run changes nothing. Supabase-managed objects and the app's own tables are only "
+    "created where they are missing."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--database-url", help="overrides DATABASE_URL / database.url")
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    configure_logging(level=settings.daemon.log_level)
+    dsn = args.database_url or settings.database.url
+
+    async def _go() -> None:
+        conn = await connect(dsn, timeout=settings.database.connect_timeout_s)
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(_go())
+    return 0

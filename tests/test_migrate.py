@@ -1,0 +1,89 @@
+"""Migrations: idempotent, recorded, and harmless to an existing app's tables."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+
+from daemon.errors import MigrationError
+from daemon.migrate import migrate
+from daemon.sqlfiles import Migration, migrations
+from tests.fixtures.db import PgServer
+
+
+async def test_second_run_applies_nothing(db: asyncpg.Connection) -> None:
+    result = await migrate(db)
+    assert result.applied == []
+    assert result.already == len(migrations())
+
+
+async def test_every_migration_is_recorded_in_order(db: asyncpg.Connection) -> None:
+    rows = await db.fetch("select version from results_realtime.schema_migrations order by 1")
+    assert [r["version"] for r in rows] == [m.version for m in migrations()]
+
+
+async def test_edited_migration_is_refused(db: asyncpg.Connection) -> None:
+    first = migrations()[0]
+    await db.execute(
+        "update results_realtime.schema_migrations set checksum = 'x' where version = $1",
+        first.version,
+    )
+    with pytest.raises(MigrationError, match="edited after it was applied"):
+        await migrate(db)
+
+
+async def test_existing_app_tables_are_neither_created_nor_altered(pg_server: PgServer) -> None:
+    """A real app's database already has submissions and storage.objects with its own shape."""
+    admin = await asyncpg.connect(pg_server.dsn or None)
+    name = "rr_existing_app"
+    await admin.execute(f"drop database if exists {name} with (force)")
+    await admin.execute(f"create database {name}")
+    conn = await asyncpg.connect(pg_server.database(name))
+    try:
+        await conn.execute(
+            """
+            create table public.groups (id text primary key, name text not null, extra int);
+            create table public.lessons (id text primary key, title text not null);
+            create table public.activities (id text primary key, lesson_id text not null
+                references lessons, title text not null, kind text not null,
+                position int not null default 0, app_only text);
+            create table public.group_members (group_id text, user_id uuid not null,
+                role text not null, primary key (group_id, user_id));
+            create table public.assignments (group_id text, lesson_id text,
+                primary key (group_id, lesson_id));
+            create table public.submissions (id uuid primary key default gen_random_uuid(),
+                activity_id text not null, user_id uuid not null, body jsonb not null default '{}',
+                submitted_at timestamptz not null default now(), ai_score numeric, ai_model text,
+                ai_feedback text, ai_marked_at timestamptz, teacher_score numeric,
+                teacher_feedback text, teacher_marked_at timestamptz,
+                updated_at timestamptz not null default now(), app_column text,
+                unique (activity_id, user_id));
+            create schema storage;
+            create table storage.objects (id uuid primary key, bucket_id text, name text,
+                owner uuid, metadata jsonb, created_at timestamptz, updated_at timestamptz,
+                path_tokens text[]);
+            """
+        )
+        shape_sql = """
+            select table_schema, table_name, column_name, data_type, is_nullable, column_default
+            from information_schema.columns
+            where (table_schema = 'public' and table_name in
+                   ('groups','lessons','activities','group_members','assignments','submissions'))
+               or (table_schema = 'storage' and table_name = 'objects')
+            order by 1, 2, column_name
+        """
+        before = [tuple(r) for r in await conn.fetch(shape_sql)]
+        await migrate(conn)
+        after = [tuple(r) for r in await conn.fetch(shape_sql)]
+        assert after == before
+        assert ("public", "submissions", "app_column") in [r[:3] for r in after]
+    finally:
+        await conn.close()
+        await admin.execute(f"drop database if exists {name} with (force)")
+        await admin.close()
+
+
+def test_migration_files_are_numbered_without_gaps() -> None:
+    found = migrations()
+    assert [m.version for m in found] == list(range(1, len(found) + 1))
+    assert all(isinstance(m, Migration) and m.sql.strip() for m in found)
