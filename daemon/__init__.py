@@ -1,3 +1,3 @@
-"""results-realtime: live teacher results via SQL triggers, an asyncpg daemon and Supabase Realtime."""
+"""results-realtime: live teacher results via SQL triggers, an asyncpg daemon, Supabase Realtime."""
 
 __version__ = "0.1.0"

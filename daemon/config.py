@@ -108,7 +108,8 @@ def _sections() -> dict[str, type[_Section]]:
     sections: dict[str, type[_Section]] = {}
     for name, field in Settings.model_fields.items():
         annotation = field.annotation
-        assert isinstance(annotation, type) and issubclass(annotation, _Section)
+        if not (isinstance(annotation, type) and issubclass(annotation, _Section)):
+            raise TypeError(f"Settings.{name} must be a section model")
         sections[name] = annotation
     return sections
 
@@ -118,7 +119,9 @@ def _read_file(path: Path) -> dict[str, Any]:
         with path.open("rb") as fh:
             return tomllib.load(fh)
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist; pass an existing file or none") from None
+        raise ConfigError(
+            f"config file {path} does not exist; pass an existing file or none"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
@@ -187,7 +190,7 @@ def redact_dsn(dsn: str) -> str:
     scheme, sep, rest = dsn.partition("://")
     if not sep or "@" not in rest:
         return dsn
-    creds, at, host = rest.rpartition("@")
+    creds, _, host = rest.rpartition("@")
     if ":" in creds:
         user = creds.split(":", 1)[0]
         return f"{scheme}://{user}:***@{host}"

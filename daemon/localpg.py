@@ -85,8 +85,17 @@ class LocalPostgres:
             os.chown(self.root, run_as.pw_uid, run_as.pw_gid)
         if not (data / "PG_VERSION").exists():
             self._run(
-                [str(self._bin / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-                 "-E", "UTF8", "--no-sync"],
+                [
+                    str(self._bin / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                ],
                 run_as,
             )
         options = (
@@ -94,8 +103,19 @@ class LocalPostgres:
             "-c max_connections=300 -c fsync=on"
         )
         self._run(
-            [str(self._bin / "pg_ctl"), "-D", str(data), "-l", str(self.root / "server.log"),
-             "-w", "-t", "60", "-o", options, "start"],
+            [
+                str(self._bin / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(self.root / "server.log"),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                options,
+                "start",
+            ],
             run_as,
         )
         self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
@@ -110,8 +130,15 @@ class LocalPostgres:
             self._pgserver = None
         elif self._bin is not None and (self.root / "data" / "postmaster.pid").exists():
             self._run(
-                [str(self._bin / "pg_ctl"), "-D", str(self.root / "data"), "-m", "fast", "-w",
-                 "stop"],
+                [
+                    str(self._bin / "pg_ctl"),
+                    "-D",
+                    str(self.root / "data"),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "stop",
+                ],
                 self._unprivileged_user(),
                 check=False,
             )
@@ -127,8 +154,9 @@ class LocalPostgres:
                 "no PostgreSQL found: install the server binaries (e.g. `apt-get install "
                 "postgresql`), or `pip install pgserver`, or set DATABASE_URL to an existing server"
             ) from None
-        self._pgserver = pgserver.get_server(str(self.root / "pgserver"), cleanup_mode="stop")
-        uri: str = self._pgserver.get_uri()  # type: ignore[attr-defined]
+        server = pgserver.get_server(str(self.root / "pgserver"), cleanup_mode="stop")
+        self._pgserver = server
+        uri: str = server.get_uri()
         self.dsn = uri
         return uri
 
@@ -144,9 +172,7 @@ class LocalPostgres:
         raise LocalPostgresError("running as root but found no 'postgres' or 'nobody' user")
 
     @staticmethod
-    def _run(
-        cmd: list[str], run_as: pwd.struct_passwd | None, *, check: bool = True
-    ) -> None:
+    def _run(cmd: list[str], run_as: pwd.struct_passwd | None, *, check: bool = True) -> None:
         if run_as is not None:
             cmd = ["runuser", "-u", run_as.pw_name, "--", *cmd]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)

@@ -9,11 +9,21 @@ from typing import Any
 import structlog
 
 _SECRET_KEYS = frozenset(
-    {"password", "token", "access_token", "apikey", "service_role_key", "jwt_secret", "authorization"}
+    {
+        "password",
+        "token",
+        "access_token",
+        "apikey",
+        "service_role_key",
+        "jwt_secret",
+        "authorization",
+    }
 )
 
 
-def _redact_secrets(_: Any, __: str, event_dict: structlog.types.EventDict) -> structlog.types.EventDict:
+def _redact_secrets(
+    _: Any, __: str, event_dict: structlog.types.EventDict
+) -> structlog.types.EventDict:
     """Secrets must never reach a log line, whoever logs them."""
     for key in event_dict.keys() & _SECRET_KEYS:
         event_dict[key] = "***"

@@ -37,7 +37,9 @@ async def migrate(conn: asyncpg.Connection) -> MigrateResult:
     await conn.execute("select pg_advisory_lock($1)", _MIGRATE_LOCK_KEY)
     try:
         await conn.execute(_BOOKKEEPING)
-        rows = await conn.fetch("select version, name, checksum from results_realtime.schema_migrations")
+        rows = await conn.fetch(
+            "select version, name, checksum from results_realtime.schema_migrations"
+        )
         done = {r["version"]: r for r in rows}
         applied: list[str] = []
         for migration in migrations():

@@ -1,4 +1,4 @@
-"""The SQL shipped inside the package: numbered migrations, the repeatable triggers, named queries."""
+"""The SQL shipped inside the package: numbered migrations, repeatable triggers, named queries."""
 
 from __future__ import annotations
 

@@ -20,7 +20,10 @@ def test_defaults_without_file_or_env(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_env_beats_file(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text("[publish]\nmax_messages_per_second = 10\n[realtime]\nenabled = true\n")
-    env = {"RESULTS_REALTIME_PUBLISH_MAX_MESSAGES_PER_SECOND": "7", "RESULTS_REALTIME_ENABLED": "false"}
+    env = {
+        "RESULTS_REALTIME_PUBLISH_MAX_MESSAGES_PER_SECOND": "7",
+        "RESULTS_REALTIME_ENABLED": "false",
+    }
     settings = load_settings(cfg, env)
     assert settings.publish.max_messages_per_second == 7
     assert settings.realtime.enabled is False
@@ -57,5 +60,6 @@ def test_secrets_are_redacted() -> None:
         "DATABASE_URL": "postgresql://app:pw123@db:5432/app",
     }
     shown = str(redacted(load_settings(None, env)))
-    assert "service-secret" not in shown and "jwt-secret" not in shown and "pw123" not in shown
+    for secret in ("service-secret", "jwt-secret", "pw123"):
+        assert secret not in shown
     assert "postgresql://app:***@db:5432/app" in shown
