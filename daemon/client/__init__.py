@@ -1,0 +1,1 @@
+"""The results client: the matrix model, its reducer, the subscription and refetching."""
