@@ -1,0 +1,208 @@
+/**
+ * subscribeAssignmentResults: keeps a results matrix current from the private channel
+ * `assignment_results:{groupId}:{lessonId}`, framework-agnostic.
+ *
+ * Subscribes first, then loads the matrix through the injected `refetch` (so nothing published in
+ * between is lost); patches cells from broadcasts; refetches what a result_refresh names and the
+ * whole assignment once per gap; refetches after every rejoin (messages may have been missed while
+ * away); recreates the channel with backoff when it is closed or times out. With `enabled: false`
+ * (the RESULTS_REALTIME_ENABLED switch) it does not subscribe and polls `refetch` instead.
+ */
+import type { RealtimeChannel, SupabaseClient } from '@supabase/supabase-js';
+
+import { applyBroadcast, applySnapshot, channelName, emptyMatrix, start } from './reducer.js';
+import type { ConnectionStatus, MatrixState, Refetch, RefetchRequest } from './types.js';
+
+/** The part of a SupabaseClient this module uses (any supabase-js v2 client fits). */
+export type RealtimeHost = Pick<SupabaseClient, 'channel' | 'removeChannel' | 'realtime'>;
+
+export interface AssignmentRef {
+  groupId: string;
+  lessonId: string;
+}
+
+export interface Handlers {
+  /** Runs read_assignment_results for a scope on the server (e.g. a Next.js server action). */
+  refetch: Refetch;
+  /** Every new matrix state (render it). */
+  onChange?: (state: MatrixState) => void;
+  /** Connection lifecycle: connecting, subscribed, reconnecting, polling, closed. */
+  onStatus?: (status: ConnectionStatus, error?: unknown) => void;
+  /** True while at least one refetch runs (show a short "refreshing" notice). */
+  onRefetching?: (active: boolean, request: RefetchRequest) => void;
+  /** A refetch or channel error (it is retried; this is for logging). */
+  onError?: (error: unknown) => void;
+}
+
+export interface Options {
+  /** The feature flag: false means no subscription, poll `refetch` every pollIntervalMs. */
+  enabled?: boolean;
+  pollIntervalMs?: number;
+  /** Upper bound of the backoff between channel re-creations and refetch retries. */
+  maxBackoffMs?: number;
+}
+
+export interface AssignmentSubscription {
+  getState(): MatrixState;
+  getStatus(): ConnectionStatus;
+  /** Leaves the channel (or stops polling); no handler is called afterwards. */
+  unsubscribe(): Promise<void>;
+}
+
+const sameRequest = (a: RefetchRequest, b: RefetchRequest): boolean =>
+  a.scope === b.scope && a.pupilId === b.pupilId && a.activityId === b.activityId;
+
+export function subscribeAssignmentResults(
+  supabase: RealtimeHost,
+  assignment: AssignmentRef,
+  handlers: Handlers,
+  options: Options = {},
+): AssignmentSubscription {
+  const { groupId, lessonId } = assignment;
+  const enabled = options.enabled ?? true;
+  const pollIntervalMs = options.pollIntervalMs ?? 5000;
+  const maxBackoffMs = options.maxBackoffMs ?? 10000;
+
+  let state = emptyMatrix(groupId, lessonId);
+  let status: ConnectionStatus = enabled ? 'connecting' : 'polling';
+  let stopped = false;
+  let channel: RealtimeChannel | null = null;
+  let everSubscribed = false;
+  let channelAttempt = 0;
+  const inFlight: RefetchRequest[] = [];
+  const timers = new Set<ReturnType<typeof setTimeout>>();
+
+  const later = (ms: number, fn: () => void): void => {
+    const timer = setTimeout(() => {
+      timers.delete(timer);
+      if (!stopped) fn();
+    }, ms);
+    timers.add(timer);
+  };
+  const backoff = (attempt: number): number =>
+    Math.min(maxBackoffMs, 250 * 2 ** Math.min(attempt, 10)) * (0.5 + Math.random() / 2);
+
+  const setStatus = (next: ConnectionStatus, error?: unknown): void => {
+    status = next;
+    handlers.onStatus?.(next, error);
+  };
+  const commit = (next: MatrixState, effects: RefetchRequest[]): void => {
+    const changed = next !== state;
+    state = next;
+    if (changed) handlers.onChange?.(state);
+    for (const request of effects) void runRefetch(request, 0);
+  };
+
+  async function runRefetch(request: RefetchRequest, attempt: number): Promise<void> {
+    if (stopped || inFlight.some((r) => sameRequest(r, request))) return;
+    inFlight.push(request);
+    if (inFlight.length === 1) handlers.onRefetching?.(true, request);
+    try {
+      const snapshot = await handlers.refetch({
+        groupId,
+        lessonId,
+        pupilId: request.pupilId,
+        activityId: request.activityId,
+      });
+      if (stopped) return;
+      remove(request);
+      const [next, effects] = applySnapshot(state, snapshot, request);
+      commit(next, effects);
+    } catch (error) {
+      remove(request);
+      if (stopped) return;
+      handlers.onError?.(error);
+      later(backoff(attempt), () => void runRefetch(request, attempt + 1));
+    } finally {
+      if (!stopped && inFlight.length === 0) handlers.onRefetching?.(false, request);
+    }
+  }
+  function remove(request: RefetchRequest): void {
+    const index = inFlight.indexOf(request);
+    if (index >= 0) inFlight.splice(index, 1);
+  }
+
+  function reload(reason: string): void {
+    const [next, effects] = start(state, reason);
+    if (effects.length === 0) {
+      // An assignment refetch is already pending; make sure one actually runs.
+      if (!inFlight.some((r) => r.scope === 'assignment')) {
+        void runRefetch({ scope: 'assignment', reason, pupilId: null, activityId: null }, 0);
+      }
+      return;
+    }
+    commit(next, effects);
+  }
+
+  async function openChannel(): Promise<void> {
+    if (stopped) return;
+    // Private channels need the user's JWT on the socket before the join.
+    await supabase.realtime.setAuth();
+    if (stopped) return;
+    const current = supabase.channel(channelName(groupId, lessonId), {
+      config: { private: true, broadcast: { self: false, ack: false } },
+    });
+    channel = current;
+    current.on('broadcast', { event: '*' }, (message: { event: string; payload?: unknown }) => {
+      if (stopped || channel !== current) return;
+      const [next, effects] = applyBroadcast(state, message.event, message.payload ?? {});
+      commit(next, effects);
+    });
+    current.subscribe((subscribeStatus, error) => {
+      if (stopped || channel !== current) return;
+      switch (subscribeStatus) {
+        case 'SUBSCRIBED':
+          channelAttempt = 0;
+          setStatus('subscribed');
+          // First join: the initial load. A rejoin: messages may have been missed meanwhile.
+          reload(everSubscribed ? 'rejoined' : 'initial');
+          everSubscribed = true;
+          break;
+        case 'CHANNEL_ERROR':
+          // supabase-js rejoins an errored channel by itself (and after a dropped socket).
+          setStatus('reconnecting', error);
+          handlers.onError?.(error);
+          break;
+        case 'CLOSED':
+        case 'TIMED_OUT':
+          setStatus('reconnecting', error);
+          channel = null;
+          void supabase.removeChannel(current);
+          later(backoff(channelAttempt++), () => void openChannel().catch(onChannelFailure));
+          break;
+      }
+    });
+  }
+  function onChannelFailure(error: unknown): void {
+    handlers.onError?.(error);
+    setStatus('reconnecting', error);
+    later(backoff(channelAttempt++), () => void openChannel().catch(onChannelFailure));
+  }
+
+  function poll(): void {
+    reload('poll');
+    later(pollIntervalMs, poll);
+  }
+
+  handlers.onStatus?.(status);
+  if (enabled) {
+    void openChannel().catch(onChannelFailure);
+  } else {
+    poll();
+  }
+
+  return {
+    getState: () => state,
+    getStatus: () => status,
+    async unsubscribe() {
+      if (stopped) return;
+      stopped = true;
+      for (const timer of timers) clearTimeout(timer);
+      timers.clear();
+      const current = channel;
+      channel = null;
+      status = 'closed';
+      if (current) await supabase.removeChannel(current);
+    },
+  };
+}
