@@ -1,0 +1,115 @@
+"""Refetching the matrix: `read_assignment_results` under a teacher's claims, or as the service.
+
+The function authorises by the caller's JWT claims (teachers see their groups only). There is no
+PostgREST locally, so this runs the RPC the way PostgREST would: inside a transaction, switch to
+the JWT's role and publish its claims in `request.jwt.claims`, then call the function.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import asyncpg
+import jwt
+from asyncpg.pool import PoolConnectionProxy
+
+from daemon.client.matrix import RefetchRequest, Snapshot, parse_snapshot
+from daemon.errors import ConfigError, DatabaseError
+from daemon.log import get_logger
+from daemon.sqlfiles import query
+
+log = get_logger(__name__)
+
+# Roles a Supabase JWT may carry that we are willing to switch to (never an arbitrary role name).
+ALLOWED_ROLES = frozenset({"anon", "authenticated", "service_role"})
+
+
+class RefetchDeniedError(DatabaseError):
+    """read_assignment_results refused the caller (not a teacher of the group)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    role: str
+    sub: str | None
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.role not in ALLOWED_ROLES:
+            raise ConfigError(
+                f"JWT role {self.role!r} is not one of {sorted(ALLOWED_ROLES)}; "
+                "use a Supabase user token (role 'authenticated')"
+            )
+
+
+def claims_from_token(token: str, *, secret: str | None = None) -> Claims:
+    """The claims of a Supabase JWT; verified (signature, expiry) when the secret is known."""
+    try:
+        if secret:
+            raw = jwt.decode(
+                token, secret, algorithms=["HS256", "HS384", "HS512"], options={"verify_aud": False}
+            )
+        else:
+            raw = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError as exc:
+        raise ConfigError(f"the teacher token is not a valid JWT: {exc}") from None
+    role = raw.get("role")
+    if not isinstance(role, str):
+        raise ConfigError("the teacher token has no 'role' claim")
+    sub = raw.get("sub")
+    return Claims(role=role, sub=str(sub) if sub is not None else None, raw=raw)
+
+
+class Refetcher(Protocol):
+    """Reads (part of) an assignment's matrix; called for every RefetchRequest."""
+
+    async def fetch(self, group_id: str, lesson_id: str, request: RefetchRequest) -> Snapshot: ...
+
+
+async def read_assignment_results(
+    conn: asyncpg.Connection | PoolConnectionProxy,
+    group_id: str,
+    lesson_id: str,
+    request: RefetchRequest,
+    claims: Claims | None,
+) -> dict[str, Any]:
+    """The raw jsonb; `claims` None runs as the connection's own user (the service)."""
+    pupil = request.pupil_id if request.scope in ("cell", "pupil") else None
+    activity = request.activity_id if request.scope in ("cell", "activity") else None
+    try:
+        async with conn.transaction(readonly=True):
+            if claims is not None:
+                await conn.execute(
+                    query("client_set_claims"),
+                    claims.role,
+                    json.dumps(dict(claims.raw)),
+                    claims.sub or "",
+                )
+            raw = await conn.fetchval(
+                query("client_read_assignment_results"), group_id, lesson_id, pupil, activity
+            )
+    except asyncpg.InsufficientPrivilegeError as exc:
+        raise RefetchDeniedError(
+            f"read_assignment_results refused {group_id}/{lesson_id}: {exc}. "
+            "The token must belong to a teacher of the group."
+        ) from exc
+    except asyncpg.DataError as exc:
+        raise DatabaseError(f"read_assignment_results rejected its arguments: {exc}") from exc
+    result: dict[str, Any] = json.loads(raw) if isinstance(raw, str) else raw
+    return result
+
+
+class DatabaseRefetcher:
+    """Refetches over an asyncpg pool, as `claims` (a teacher) or as the service when None."""
+
+    def __init__(self, pool: asyncpg.Pool, claims: Claims | None) -> None:
+        self._pool = pool
+        self._claims = claims
+
+    async def fetch(self, group_id: str, lesson_id: str, request: RefetchRequest) -> Snapshot:
+        async with self._pool.acquire() as conn:
+            raw = await read_assignment_results(conn, group_id, lesson_id, request, self._claims)
+        return parse_snapshot(raw)
