@@ -96,8 +96,10 @@ async def read_assignment_results(
             f"read_assignment_results refused {group_id}/{lesson_id}: {exc}. "
             "The token must belong to a teacher of the group."
         ) from exc
-    except asyncpg.DataError as exc:
-        raise DatabaseError(f"read_assignment_results rejected its arguments: {exc}") from exc
+    except asyncpg.PostgresError as exc:
+        raise DatabaseError(
+            f"read_assignment_results failed for {group_id}/{lesson_id}: {exc}"
+        ) from exc
     result: dict[str, Any] = json.loads(raw) if isinstance(raw, str) else raw
     return result
 

@@ -1,17 +1,175 @@
-"""`results-realtime watch` (placeholder until its component lands)."""
+"""`results-realtime watch --group G --lesson L`: the live results matrix in the terminal."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
-HELP = "watch (not implemented yet)"
-DESCRIPTION = HELP
+import asyncpg
+from rich.console import Console
+from rich.live import Live
+
+from daemon.client.matrix import Matrix
+from daemon.client.refetch import Claims, DatabaseRefetcher, claims_from_token
+from daemon.client.subscription import ClientStatus, ResultsSubscription, SubscriptionConfig
+from daemon.client.view import render_matrix
+from daemon.config import Settings, load_settings, redact_dsn
+from daemon.errors import ConfigError, DatabaseError
+from daemon.log import configure_logging, get_logger
+from daemon.tokens import mint_token
+
+log = get_logger(__name__)
+
+TOKEN_ENV = "RESULTS_REALTIME_TEACHER_TOKEN"
+APIKEY_ENV = "SUPABASE_ANON_KEY"
+
+HELP = "show an assignment's results matrix live in the terminal"
+DESCRIPTION = f"""\
+Subscribes to assignment_results:{{group}}:{{lesson}} like the dashboard does and draws the
+pupil x activity matrix: a status glyph and the score per cell (· not submitted, ● submitted,
+◆ AI-marked, ★ teacher-marked), ⇪n for n uploaded files, highlighted cells need marking. A spinner
+shows while a refetch runs; the status line shows the connection, the last seq and the messages
+received.
+
+The channel is private, so a teacher's JWT is needed: --token (or
+${TOKEN_ENV}), or --teacher UUID to mint one from SUPABASE_JWT_SECRET (local hub / demo
+only). Refetches run read_assignment_results over DATABASE_URL under that teacher's claims. With
+RESULTS_REALTIME_ENABLED=false nothing subscribes and the matrix is polled every
+client.poll_interval_s seconds.
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    del parser
+    parser.add_argument("--group", required=True, help="group id")
+    parser.add_argument("--lesson", required=True, help="lesson id")
+    who = parser.add_mutually_exclusive_group()
+    who.add_argument("--token", help=f"a teacher's Supabase JWT (default: ${TOKEN_ENV})")
+    who.add_argument(
+        "--teacher", help="mint a token for this teacher's user id from SUPABASE_JWT_SECRET"
+    )
+    parser.add_argument(
+        "--database-url", help="PostgreSQL DSN for refetches (default: DATABASE_URL)"
+    )
+    parser.add_argument("--url", help="Supabase URL (default: SUPABASE_URL / realtime.url)")
+    parser.add_argument(
+        "--apikey", help=f"the project's anon key (default: ${APIKEY_ENV}, else the token)"
+    )
+    parser.add_argument(
+        "--duration", type=float, default=0.0, help="exit after this many seconds (0: until Ctrl-C)"
+    )
+    parser.add_argument(
+        "--plain", action="store_true", help="no live redraw: log lines, then the final matrix"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class WatchTarget:
+    config: SubscriptionConfig
+    claims: Claims
+    database_url: str | None
+
+
+def resolve_token(
+    settings: Settings, *, token: str | None, teacher: str | None
+) -> tuple[str, Claims]:
+    """The teacher token from --token / env, or minted from the JWT secret for --teacher."""
+    secret = settings.realtime.jwt_secret
+    if teacher:
+        if not secret:
+            raise ConfigError(
+                "--teacher needs SUPABASE_JWT_SECRET to mint a token; or pass --token"
+            )
+        token = mint_token(secret, role="authenticated", sub=teacher, ttl_s=12 * 3600)
+    token = token or os.environ.get(TOKEN_ENV)
+    if not token:
+        raise ConfigError(
+            "a teacher's JWT is needed to join the private channel: pass --token, "
+            f"set {TOKEN_ENV}, or pass --teacher USER_ID with SUPABASE_JWT_SECRET set"
+        )
+    return token, claims_from_token(token, secret=secret)
+
+
+def build_target(args: argparse.Namespace, settings: Settings) -> WatchTarget:
+    token, claims = resolve_token(settings, token=args.token, teacher=args.teacher)
+    config = SubscriptionConfig(
+        realtime_url=args.url or settings.realtime.url,
+        access_token=token,
+        apikey=args.apikey or os.environ.get(APIKEY_ENV) or None,
+        group_id=args.group,
+        lesson_id=args.lesson,
+        enabled=settings.realtime.enabled,
+        poll_interval_s=settings.client.poll_interval_s,
+        rejoin_max_backoff_s=settings.client.rejoin_max_backoff_s,
+    )
+    return WatchTarget(config, claims, args.database_url or settings.database.url)
+
+
+@contextlib.asynccontextmanager
+async def refetch_pool(database_url: str | None) -> AsyncIterator[asyncpg.Pool]:
+    where = redact_dsn(database_url) if database_url else "PG* variables"
+    try:
+        pool = await asyncpg.create_pool(database_url or None, min_size=1, max_size=2)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise DatabaseError(
+            f"cannot connect to PostgreSQL at {where} for refetches: {exc}. Set DATABASE_URL."
+        ) from exc
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def watch(target: WatchTarget, *, duration_s: float, live: bool, console: Console) -> None:
+    async with refetch_pool(target.database_url) as pool:
+        refetcher = DatabaseRefetcher(pool, target.claims)
+        title = f"results {target.config.group_id} / {target.config.lesson_id}"
+        if not live:
+            sub = ResultsSubscription(target.config, refetcher)
+            await _run_for(sub, duration_s)
+            console.print(render_matrix(sub.matrix, sub.status, title=title))
+            return
+        with Live(console=console, refresh_per_second=8, transient=False) as screen:
+
+            def redraw(matrix: Matrix, status: ClientStatus) -> None:
+                screen.update(render_matrix(matrix, status, title=title))
+
+            sub = ResultsSubscription(target.config, refetcher, on_change=redraw)
+            redraw(sub.matrix, sub.status)
+            await _run_for(sub, duration_s)
+
+
+async def _run_for(sub: ResultsSubscription, duration_s: float) -> None:
+    """Runs the subscription until the duration ends or SIGINT/SIGTERM arrives."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            runner = tasks.create_task(sub.run())
+            try:
+                if duration_s > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), duration_s)
+                else:
+                    await stop.wait()
+            finally:
+                runner.cancel()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
 
 
 def run(args: argparse.Namespace) -> int:
-    del args
-    raise NotImplementedError("watch")
+    settings = load_settings(args.config)
+    live = not args.plain and sys.stdout.isatty()
+    configure_logging(level="warning" if live else settings.daemon.log_level)
+    target = build_target(args, settings)
+    asyncio.run(watch(target, duration_s=args.duration, live=live, console=Console()))
+    return 0
