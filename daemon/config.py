@@ -84,6 +84,20 @@ class HubSettings(_Section):
     max_channels_per_socket: int = Field(default=100, ge=1)
     max_joins_per_second: float = Field(default=0, ge=0, description="0 = no limit.")
     idle_timeout_s: float = Field(default=60.0, gt=0)
+    max_concurrent_users: int = Field(default=0, ge=0, description="0 = no limit.")
+    rate_window_s: float = Field(
+        default=60.0, gt=0, le=3600, description="Rolling window of the events/s and joins/s limits."
+    )
+    connect_error_backoff_ms: float = Field(
+        default=0, ge=0, le=60_000, description="Delay before a refused upgrade (Realtime: 2000)."
+    )
+    join_error_backoff_ms: float = Field(
+        default=0, ge=0, le=60_000, description="Delay before a join error reply (Realtime: 5000)."
+    )
+    max_socket_buffer_kb: int = Field(
+        default=4096, ge=64, description="A socket whose unsent output exceeds this is closed."
+    )
+    db_pool_size: int = Field(default=5, ge=1, le=100)
 
 
 class ClientSettings(_Section):

@@ -1,17 +1,67 @@
-"""`results-realtime hub` (placeholder until its component lands)."""
+"""`results-realtime hub`: the local Supabase-Realtime-compatible server."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import signal
 
-HELP = "hub (not implemented yet)"
-DESCRIPTION = HELP
+from daemon.config import load_settings
+from daemon.errors import ConfigError
+from daemon.hub import Hub
+from daemon.log import configure_logging, get_logger
+
+log = get_logger(__name__)
+
+HELP = "run the local Supabase-Realtime-compatible hub (websocket + REST broadcast)"
+DESCRIPTION = (
+    "Serves the Realtime websocket at /realtime/v1/websocket and /socket/websocket (vsn 1.0.0 "
+    "and 2.0.0) and the broadcast REST API at /realtime/v1/api/broadcast, on one port, so "
+    "SUPABASE_URL=http://HOST:PORT works for the daemon and for supabase-js unchanged. Tokens are "
+    "verified with SUPABASE_JWT_SECRET; private channels are authorized by the RLS policies of "
+    "realtime.messages in DATABASE_URL, as Supabase Realtime does. Limits: [hub] in config.toml. "
+    "SIGTERM/SIGINT close every socket (1001) and exit 0."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    del parser
+    parser.add_argument("--host", help="address to listen on (default: hub.host, 127.0.0.1)")
+    parser.add_argument(
+        "--port", type=int, help="port to listen on (default: hub.port, 54321; 0 = a free port)"
+    )
+    parser.add_argument("--database-url", help="overrides DATABASE_URL / database.url")
 
 
 def run(args: argparse.Namespace) -> int:
-    del args
-    raise NotImplementedError("hub")
+    settings = load_settings(args.config)
+    configure_logging(level=settings.daemon.log_level)
+    secret = settings.realtime.jwt_secret
+    if not secret:
+        raise ConfigError(
+            "the hub needs the JWT signing secret: set SUPABASE_JWT_SECRET (at least 32 "
+            "characters; the same value the clients' tokens are signed with)"
+        )
+    if args.port is not None and not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must be between 0 and 65535; got {args.port}")
+    hub = Hub(
+        settings.hub,
+        database_url=args.database_url or settings.database.url,
+        jwt_secret=secret,
+        host=args.host,
+        port=args.port,
+    )
+    asyncio.run(_serve(hub))
+    return 0
+
+
+async def _serve(hub: Hub) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await hub.start()
+    try:
+        await stop.wait()
+        log.info("hub.stopping")
+    finally:
+        await hub.stop()

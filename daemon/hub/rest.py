@@ -1,0 +1,254 @@
+"""Realtime's broadcast REST API: the batch endpoint and the single-message endpoint.
+
+Statuses and bodies are Realtime's (202 empty; 401/403 `{"message"}`; 422 changeset `{"errors"}`;
+429 with its three texts), so a publisher's error handling can be tested against this server.
+Topics are bare channel names; `private` selects the private stream and runs the RLS write check.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import defaultdict
+from typing import Any
+
+from aiohttp import web
+
+from daemon.hub.auth import (
+    AuthContext,
+    Claims,
+    PolicyCheckFailed,
+    TokenRejected,
+    bearer_token,
+    verify_token,
+)
+from daemon.hub.channels import JsonBroadcast, UserBroadcast
+from daemon.hub.serializers import UserPayload, dumps
+from daemon.hub.state import HUB_STATE, HubState
+from daemon.log import get_logger
+
+log = get_logger(__name__)
+
+_UNSUPPORTED_MEDIA = "Unsupported Media Type. Use application/json or application/octet-stream"
+_PAYLOAD_TOO_LARGE = "Payload size exceeds tenant limit"
+_CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "POST, OPTIONS",
+    "Access-Control-Allow-Headers": "authorization, apikey, content-type, x-client-info",
+}
+
+
+def _message(state: HubState, status: int, text: str, **headers: str) -> web.Response:
+    state.metrics.rest_rejected.labels(str(status)).inc()
+    log.info("hub.rest.rejected", status=status, message=text)
+    return web.json_response({"message": text}, status=status, headers={**_CORS, **headers})
+
+
+def _errors(state: HubState, errors: dict[str, Any]) -> web.Response:
+    state.metrics.rest_rejected.labels("422").inc()
+    log.info("hub.rest.rejected", status=422, errors=errors)
+    return web.json_response({"errors": errors}, status=422, headers=_CORS)
+
+
+def _accepted() -> web.Response:
+    return web.Response(status=202, headers=_CORS)
+
+
+def _rate_headers(state: HubState) -> dict[str, str]:
+    limit = state.limits.max_events
+    if limit <= 0:
+        return {}
+    avg = int(state.limits.events.average())
+    return {
+        "x-rate-rolling": str(avg),
+        "x-rate-limit": str(int(limit)),
+        "x-rate-limit-remaining": str(int(limit) - avg),
+    }
+
+
+def _rate_limited(state: HubState) -> web.Response | None:
+    """The RateLimiter plug: runs before authentication."""
+    if state.limits.events_tripped():
+        return _message(state, 429, "Too many requests", **_rate_headers(state))
+    return None
+
+
+def _authenticate(state: HubState, request: web.Request) -> Claims | None:
+    token = bearer_token(request.headers.get("authorization"), request.headers.get("apikey"))
+    try:
+        return verify_token(token, state.jwt_secret)
+    except TokenRejected:
+        return None
+
+
+def _auth_context(request: web.Request, topic: str, claims: Claims) -> AuthContext:
+    headers = {
+        k.lower(): v
+        for k, v in request.headers.items()
+        if k.lower() not in ("authorization", "apikey")
+    }
+    return AuthContext(topic, claims, headers)
+
+
+async def preflight(request: web.Request) -> web.Response:
+    del request
+    return web.Response(status=200, headers=_CORS)
+
+
+def _validate_batch(
+    state: HubState, body: Any
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Ecto-style validation: per-message error maps, `{}` for the valid ones."""
+    messages = body.get("messages") if isinstance(body, dict) else None
+    if not isinstance(messages, list) or not messages:
+        return [], {"messages": ["can't be blank" if not messages else "is invalid"]}
+    per_message: list[dict[str, list[str]]] = []
+    valid: list[dict[str, Any]] = []
+    for raw in messages:
+        errors: dict[str, list[str]] = {}
+        if not isinstance(raw, dict):
+            per_message.append({"messages": ["is invalid"]})
+            continue
+        for field in ("topic", "event"):
+            value = raw.get(field)
+            if value is None or value == "":
+                errors[field] = ["can't be blank"]
+            elif not isinstance(value, str):
+                errors[field] = ["is invalid"]
+        payload = raw.get("payload")
+        if payload is None:
+            errors["payload"] = ["can't be blank"]
+        elif not isinstance(payload, dict):
+            errors["payload"] = ["is invalid"]
+        elif state.limits.payload_too_large(len(dumps(payload).encode())):
+            errors["payload"] = [_PAYLOAD_TOO_LARGE]
+        private = raw.get("private", False)
+        if private is None:
+            private = False
+        if isinstance(private, str) and private in ("true", "false"):
+            private = private == "true"
+        if not isinstance(private, bool):
+            errors["private"] = ["is invalid"]
+        msg_id = raw.get("id")
+        if msg_id is not None:
+            try:
+                uuid.UUID(str(msg_id))
+            except ValueError:
+                errors["id"] = ["is invalid"]
+        per_message.append(errors)
+        if not errors:
+            valid.append({**raw, "private": private})
+    if any(per_message):
+        return [], {"messages": per_message}
+    return valid, None
+
+
+async def batch_broadcast(request: web.Request) -> web.Response:
+    """POST /api/broadcast `{"messages":[{topic, event, payload, private?, id?}]}`."""
+    state = request.app[HUB_STATE]
+    if (limited := _rate_limited(state)) is not None:
+        return limited
+    claims = _authenticate(state, request)
+    if claims is None:
+        return _message(state, 401, "Unauthorized")
+    try:
+        body = await request.json(loads=json.loads)
+    except ValueError:
+        return _message(state, 400, "Malformed JSON body")
+    messages, errors = _validate_batch(state, body)
+    if errors is not None:
+        return _errors(state, errors)
+    limit = state.limits.max_events
+    if limit > 0:
+        avg = state.limits.events.average()
+        if avg > limit:
+            return _message(state, 429, "You have exceeded your rate limit")
+        if len(messages) + avg > limit:
+            return _message(
+                state, 429, "Too many messages to broadcast, please reduce the batch size"
+            )
+    private_topics: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    sent = dropped = 0
+    for message in messages:
+        if message["private"]:
+            private_topics[message["topic"]].append(message)
+        else:
+            _publish_json(state, message, private=False)
+            sent += 1
+    for topic, group in private_topics.items():
+        try:
+            allowed = await state.authorizer.can_write(_auth_context(request, topic, claims))
+        except PolicyCheckFailed as exc:
+            log.warning("hub.rest.policy_error", topic=topic, kind=exc.kind, error=str(exc))
+            allowed = False
+        if not allowed:
+            dropped += len(group)  # Realtime drops these silently and still answers 202
+            continue
+        for message in group:
+            _publish_json(state, message, private=True)
+            sent += 1
+    state.metrics.rest_messages.inc(sent)
+    log.info(
+        "hub.rest.broadcast", count=len(messages), sent=sent, dropped=dropped, role=claims.role
+    )
+    return _accepted()
+
+
+def _publish_json(state: HubState, message: dict[str, Any], *, private: bool) -> None:
+    payload: dict[str, Any] = {"event": message["event"]}
+    if message.get("id") is not None:
+        payload["meta"] = {"id": str(message["id"])}
+    payload["payload"] = message["payload"]
+    payload["type"] = "broadcast"
+    topic = message["topic"]
+    state.limits.events.add(1)
+    state.publish((private, topic), JsonBroadcast(f"realtime:{topic}", dumps(payload)))
+
+
+async def single_broadcast(request: web.Request) -> web.Response:
+    """POST /api/broadcast/{topic}/events/{event}[?private=true]; the body is the payload."""
+    state = request.app[HUB_STATE]
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    if content_type not in ("application/json", "application/octet-stream", ""):
+        state.metrics.rest_rejected.labels("415").inc()
+        return web.json_response({"error": _UNSUPPORTED_MEDIA}, status=415, headers=_CORS)
+    if (limited := _rate_limited(state)) is not None:
+        return limited
+    claims = _authenticate(state, request)
+    if claims is None:
+        return _message(state, 401, "Unauthorized")
+    topic, event = request.match_info["topic"], request.match_info["event"]
+    private = request.query.get("private") == "true"
+    raw = await request.read()
+    if content_type == "application/octet-stream":
+        user = UserPayload(event, "binary", raw)
+    else:
+        if not raw.strip():
+            return _errors(state, {"payload": ["can't be blank"]})
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            return _message(state, 400, "Malformed JSON body")
+        if not isinstance(value, dict):
+            value = {"_json": value}  # what Plug's JSON parser does with a non-object body
+        user = UserPayload(event, "json", dumps(value).encode())
+    if state.limits.payload_too_large(len(user.data)):
+        return _errors(state, {"payload": [_PAYLOAD_TOO_LARGE]})
+    if state.limits.events_tripped():
+        return _message(state, 429, "You have exceeded your rate limit")
+    if private:
+        try:
+            allowed = await state.authorizer.can_write(_auth_context(request, topic, claims))
+        except PolicyCheckFailed as exc:
+            log.warning("hub.rest.policy_error", topic=topic, kind=exc.kind, error=str(exc))
+            text = (
+                "Tenant database unavailable" if exc.kind == "unavailable" else "RLS policy error"
+            )
+            return _message(state, 422, text)
+        if not allowed:
+            return _message(state, 403, "Unauthorized")
+    state.limits.events.add(1)
+    state.publish((private, topic), UserBroadcast(f"realtime:{topic}", user))
+    state.metrics.rest_messages.inc()
+    log.info("hub.rest.broadcast", count=1, sent=1, dropped=0, role=claims.role, single=True)
+    return _accepted()

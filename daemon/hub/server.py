@@ -1,0 +1,193 @@
+"""The hub as an object: one aiohttp app on one port for websocket, REST, /metrics and /healthz.
+
+async with run_hub(HubSettings(port=0), database_url=dsn, jwt_secret=secret) as hub:
+    hub.url            # http://127.0.0.1:PORT  (SUPABASE_URL for the daemon and supabase-js)
+    hub.realtime_url   # http://127.0.0.1:PORT/realtime/v1  (for AsyncRealtimeClient)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from types import TracebackType
+
+import asyncpg
+from aiohttp import WSCloseCode, web
+
+from daemon.config import HubSettings, redact_dsn
+from daemon.errors import DatabaseError, PortInUseError
+from daemon.hub import rest
+from daemon.hub.auth import Authorizer
+from daemon.hub.socket import websocket_handler
+from daemon.hub.state import HUB_STATE, HubState
+from daemon.log import get_logger
+
+log = get_logger(__name__)
+
+_PREFIXES = ("/realtime/v1", "")
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUseError(
+                f"the hub cannot listen on {host}:{port}: the port is already in use. Stop the "
+                "other process (a running demo or hub?) or pass --port (0 picks a free port)."
+            ) from None
+        raise PortInUseError(f"the hub cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+class Hub:
+    """A Supabase-Realtime-compatible server; `start()`/`stop()` or `async with`."""
+
+    def __init__(
+        self,
+        settings: HubSettings,
+        *,
+        database_url: str | None,
+        jwt_secret: str,
+        host: str | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.host = host if host is not None else settings.host
+        self.port = port if port is not None else settings.port
+        self._database_url = database_url
+        self._jwt_secret = jwt_secret
+        self._pool: asyncpg.Pool | None = None
+        self._runner: web.AppRunner | None = None
+        self.state: HubState | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def realtime_url(self) -> str:
+        return f"{self.url}/realtime/v1"
+
+    async def start(self) -> None:
+        sock = _bind(self.host, self.port)
+        try:
+            self._pool = await self._connect_pool()
+            self.state = HubState(self.settings, self._jwt_secret, Authorizer(self._pool))
+            self._runner = web.AppRunner(
+                self._app(self.state), handle_signals=False, access_log=None, shutdown_timeout=2.0
+            )
+            await self._runner.setup()
+            await web.SockSite(self._runner, sock).start()
+        except BaseException:
+            sock.close()
+            await self._release()
+            raise
+        self.port = sock.getsockname()[1]
+        log.info("hub.started", url=self.url, realtime_url=self.realtime_url)
+
+    async def _connect_pool(self) -> asyncpg.Pool:
+        where = redact_dsn(self._database_url) if self._database_url else "PG* variables"
+        try:
+            pool: asyncpg.Pool = await asyncpg.create_pool(
+                self._database_url or None,
+                min_size=1,
+                max_size=self.settings.db_pool_size,
+                timeout=10,
+            )
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise DatabaseError(
+                f"the hub cannot connect to PostgreSQL at {where}: {exc}. It needs the project "
+                "database for private-channel authorization; set DATABASE_URL."
+            ) from exc
+        return pool
+
+    def _app(self, state: HubState) -> web.Application:
+        app = web.Application()
+        app[HUB_STATE] = state
+        for prefix in _PREFIXES:
+            app.router.add_get(
+                f"{prefix}/websocket" if prefix else "/socket/websocket", websocket_handler
+            )
+            app.router.add_post(f"{prefix}/api/broadcast", rest.batch_broadcast)
+            app.router.add_options(f"{prefix}/api/broadcast", rest.preflight)
+            single = f"{prefix}/api/broadcast/{{topic}}/events/{{event}}"
+            app.router.add_post(single, rest.single_broadcast)
+            app.router.add_options(single, rest.preflight)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        return app
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        del request
+        assert self.state is not None
+        return web.Response(body=self.state.metrics.render(), content_type="text/plain")
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        del request
+        assert self.state is not None
+        return web.json_response({"status": "ok", "sockets": len(self.state.connections)})
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Close every socket with 1001 (going away), then the listener and the pool."""
+        if self.state is not None and self.state.connections:
+            closing = [
+                conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+                for conn in list(self.state.connections)
+            ]
+            try:
+                await asyncio.wait_for(
+                    asyncio.gather(*closing, return_exceptions=True), timeout=grace_s
+                )
+            except TimeoutError:
+                log.warning("hub.stop.timeout", sockets=len(self.state.connections))
+        await self._release()
+        log.info("hub.stopped", url=self.url)
+
+    async def _release(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def __aenter__(self) -> Hub:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+
+@asynccontextmanager
+async def run_hub(
+    settings: HubSettings | None = None,
+    *,
+    database_url: str | None,
+    jwt_secret: str,
+    host: str | None = None,
+    port: int | None = None,
+) -> AsyncIterator[Hub]:
+    """Start a hub for the duration of the block (port 0 picks a free port: read `hub.port`)."""
+    hub = Hub(
+        settings or HubSettings(),
+        database_url=database_url,
+        jwt_secret=jwt_secret,
+        host=host,
+        port=port,
+    )
+    async with hub:
+        yield hub
