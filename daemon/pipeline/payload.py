@@ -1,0 +1,190 @@
+"""From enriched cells to broadcast messages (PAYLOAD.md): pure, so every rule is unit-tested.
+
+A channel's cells of one batch become, in this order of preference:
+- one `result_cell` when the channel has exactly one changed cell;
+- `result_cells` messages, each as full as `max_payload_bytes` allows;
+- a `result_refresh` for a cell that cannot be sent (too large alone, or not enrichable);
+- one `result_refresh` of the whole assignment when the channel would need more than
+  `max_messages_per_channel` messages: one refetch is cheaper than a flood.
+Sizes are planned with the largest possible seq: filling in the real one never exceeds the budget.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+Event = Literal["result_cell", "result_cells", "result_refresh"]
+Scope = Literal["cell", "pupil", "activity", "assignment"]
+Reason = Literal["too_large", "enrich_failed", "catch_up", "backlog"]
+
+_MAX_SEQ = 2**63 - 1  # channel_sequences.last_seq is a bigint
+
+
+def encode_payload(payload: Mapping[str, Any]) -> bytes:
+    """The compact JSON a payload is measured (and should be sent) as."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def event_id(channel: str, seq: int) -> str:
+    """Deterministic, so a redelivery of a staged message carries the same id."""
+    return f"{channel}:{seq}"
+
+
+def assignment_id(group_id: str, lesson_id: str) -> str:
+    return f"{group_id}__{lesson_id}"
+
+
+def _stamp(cell: Mapping[str, Any], channel: str, seq: int) -> dict[str, Any]:
+    return {
+        **cell,
+        "eventId": event_id(channel, seq),
+        "seq": seq,
+        "prevSeq": seq - 1 if seq > 1 else None,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelItem:
+    """One changed cell of one channel; `cell` is None when it could not be enriched."""
+
+    channel: str
+    group_id: str
+    lesson_id: str
+    activity_id: str
+    pupil_id: str
+    cell: Mapping[str, Any] | None
+    oldest_change_at: datetime
+    order: int  # the first outbox id of the cell: cells go out in the order they changed
+
+
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    scope: Scope
+    reason: Reason
+    pupil_id: str | None = None
+    activity_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedMessage:
+    """A message waiting for its seq."""
+
+    channel: str
+    group_id: str
+    lesson_id: str
+    event: Event
+    cells: tuple[Mapping[str, Any], ...]
+    refresh: Refresh | None
+    oldest_change_at: datetime
+
+    def payload(self, seq: int) -> dict[str, Any]:
+        match self.event:
+            case "result_cell":
+                return _stamp(self.cells[0], self.channel, seq)
+            case "result_cells":
+                return {
+                    "assignmentId": assignment_id(self.group_id, self.lesson_id),
+                    "eventId": event_id(self.channel, seq),
+                    "seq": seq,
+                    "prevSeq": seq - 1 if seq > 1 else None,
+                    "cells": [_stamp(cell, self.channel, seq) for cell in self.cells],
+                }
+            case "result_refresh":
+                assert self.refresh is not None
+                return {
+                    "assignmentId": assignment_id(self.group_id, self.lesson_id),
+                    "groupId": self.group_id,
+                    "lessonId": self.lesson_id,
+                    "scope": self.refresh.scope,
+                    "pupilId": self.refresh.pupil_id,
+                    "activityId": self.refresh.activity_id,
+                    "reason": self.refresh.reason,
+                    "eventId": event_id(self.channel, seq),
+                    "seq": seq,
+                    "prevSeq": seq - 1 if seq > 1 else None,
+                }
+
+
+def plan_channel(
+    items: Sequence[ChannelItem], *, max_payload_bytes: int, max_messages: int
+) -> list[PlannedMessage]:
+    """The messages for one channel's items of one batch (all items share the channel)."""
+    if not items:
+        return []
+    return _ChannelPlan(items, max_payload_bytes).messages(max_messages)
+
+
+class _ChannelPlan:
+    def __init__(self, items: Sequence[ChannelItem], max_payload_bytes: int) -> None:
+        self.items = sorted(items, key=lambda item: item.order)
+        first = self.items[0]
+        if any(item.channel != first.channel for item in self.items):
+            raise ValueError("plan_channel takes the items of one channel")
+        self.channel, self.group_id, self.lesson_id = first.channel, first.group_id, first.lesson_id
+        self.budget = max_payload_bytes
+
+    def messages(self, max_messages: int) -> list[PlannedMessage]:
+        enriched = [item for item in self.items if item.cell is not None]
+        planned: list[PlannedMessage] = []
+        if len(enriched) == 1:
+            single = self._message("result_cell", enriched)
+            fits = self._size(single.payload(_MAX_SEQ)) <= self.budget
+            planned.append(single if fits else self._cell_refresh(enriched[0], "too_large"))
+        elif enriched:
+            planned.extend(self._pack(enriched))
+        planned.extend(
+            self._cell_refresh(item, "enrich_failed") for item in self.items if item.cell is None
+        )
+        if len(planned) > max_messages:
+            reason: Reason = "backlog" if enriched else "enrich_failed"
+            return [self._message("result_refresh", self.items, Refresh("assignment", reason))]
+        return planned
+
+    def _pack(self, cells: Sequence[ChannelItem]) -> list[PlannedMessage]:
+        """Greedy, in change order: as many cells per `result_cells` as the budget allows."""
+        base = self._size(
+            {**self._message("result_cells", cells[:1]).payload(_MAX_SEQ), "cells": []}
+        )
+        out: list[PlannedMessage] = []
+        chunk: list[ChannelItem] = []
+        size = base
+        for item in cells:
+            assert item.cell is not None
+            cell_size = self._size(_stamp(item.cell, self.channel, _MAX_SEQ))
+            if base + cell_size > self.budget:
+                out.append(self._cell_refresh(item, "too_large"))
+                continue
+            if chunk and size + 1 + cell_size > self.budget:
+                out.append(self._message("result_cells", chunk))
+                chunk, size = [], base
+            size += cell_size + (1 if chunk else 0)
+            chunk.append(item)
+        if chunk:
+            out.append(self._message("result_cells", chunk))
+        return out
+
+    def _message(
+        self, event: Event, members: Sequence[ChannelItem], refresh: Refresh | None = None
+    ) -> PlannedMessage:
+        return PlannedMessage(
+            channel=self.channel,
+            group_id=self.group_id,
+            lesson_id=self.lesson_id,
+            event=event,
+            cells=() if refresh else tuple(m.cell for m in members if m.cell is not None),
+            refresh=refresh,
+            oldest_change_at=min(m.oldest_change_at for m in members),
+        )
+
+    def _cell_refresh(self, item: ChannelItem, reason: Reason) -> PlannedMessage:
+        return self._message(
+            "result_refresh", [item], Refresh("cell", reason, item.pupil_id, item.activity_id)
+        )
+
+    @staticmethod
+    def _size(payload: Mapping[str, Any]) -> int:
+        return len(encode_payload(payload))

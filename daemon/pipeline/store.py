@@ -1,0 +1,354 @@
+"""The daemon's side of the outbox: stage changes into sequenced messages, hand them out, ack them.
+
+Two durable stages (sql/migrations/0004_outbox.sql):
+1. `outbox`: raw changes (ids, op, source), written by the triggers in the writer's transaction.
+2. `outbox_messages`: built messages with their channel seq, written by `stage_batch` in the
+   transaction that deletes the raw rows they carry, deleted by `ack` once Realtime accepted them.
+A crash at any point loses nothing, `seq` never has a gap, and a redelivered message is
+byte-for-byte the one sent before (same eventId and seq), so clients drop it as a duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
+
+import asyncpg
+
+from daemon.log import get_logger
+from daemon.pipeline.payload import ChannelItem, PlannedMessage, encode_payload, plan_channel
+from daemon.sqlfiles import query
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    _Conn: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
+
+log = get_logger(__name__)
+
+NOTIFY_CHANNEL = "results_realtime_v1"
+"""The doorbell the triggers ring (an empty payload: the outbox is the truth)."""
+
+_STAGE_LOCK_KEY = 0x5252_5354_4147  # "RRSTAG": serializes staging across sessions
+_MAX_RESPONSE_BODY = 10_000  # characters of a rejected response kept in dead_letters
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    id: int  # outbox_messages.id
+    channel: str  # bare topic 'assignment_results:G:L'
+    event: Literal["result_cell", "result_cells", "result_refresh"]
+    payload: dict[str, Any]  # complete, ready to publish (contains seq, prevSeq, eventId)
+    seq: int
+    oldest_change_at: datetime  # earliest change carried (for the commit-to-publish lag)
+    cell_count: int
+    payload_bytes: int  # len of the compact JSON encoding (payload.encode_payload)
+
+
+@dataclass(frozen=True, slots=True)
+class StageResult:
+    claimed: int  # outbox rows claimed
+    staged: int  # messages written
+    cells: int  # cells carried
+    refreshes: int  # result_refresh messages among them
+    skipped: int  # keys dropped (no channel: unmappable, or unenrichable with unknown channel)
+
+
+@dataclass(frozen=True, slots=True)
+class _KeyChange:
+    """All claimed changes of one (activity, pupil) key: the last one wins."""
+
+    activity_id: str
+    pupil_id: str
+    op: str
+    source: str
+    changed_at: datetime  # of the last change
+    oldest_change_at: datetime
+    first_id: int
+
+
+class Store:
+    """Every database operation of the pipeline; one pool, one short transaction per call."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        max_payload_bytes: int,
+        max_messages_per_channel: int = 10,
+    ) -> None:
+        if max_payload_bytes < 1024:
+            raise ValueError("max_payload_bytes must be at least 1024")
+        if max_messages_per_channel < 1:
+            raise ValueError("max_messages_per_channel must be at least 1")
+        self._pool = pool
+        self._max_payload_bytes = max_payload_bytes
+        self._max_messages_per_channel = max_messages_per_channel
+
+    # ------------------------------------------------------------------------------- staging
+
+    async def stage_batch(self, limit: int) -> StageResult:
+        """Claim up to `limit` raw changes and stage them as messages, in one transaction."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(query("store_stage_lock"), _STAGE_LOCK_KEY)
+            rows = await conn.fetch(query("store_claim_outbox"), limit)
+            if not rows:
+                return StageResult(claimed=0, staged=0, cells=0, refreshes=0, skipped=0)
+            changes = _coalesce(rows)
+            items, skipped = await self._enrich(conn, changes)
+            planned = self._plan(items)
+            if planned:
+                await self._write(conn, planned)
+        result = StageResult(
+            claimed=len(rows),
+            staged=len(planned),
+            cells=sum(len(m.cells) for m in planned),
+            refreshes=sum(1 for m in planned if m.event == "result_refresh"),
+            skipped=len(skipped),
+        )
+        if skipped:
+            log.info(
+                "store.keys_skipped",
+                count=len(skipped),
+                sample=[f"{k.activity_id}/{k.pupil_id}" for k in skipped[:5]],
+                reason="no assignment channel for these cells",
+            )
+        return result
+
+    async def _enrich(
+        self, conn: _Conn, changes: Sequence[_KeyChange]
+    ) -> tuple[list[ChannelItem], list[_KeyChange]]:
+        """ONE enrichment call for the batch; only if it raises, bisect to isolate the bad keys."""
+        by_key = {(c.activity_id, c.pupil_id): c for c in changes}
+        rows, failed = await self._cells(conn, changes)
+        items: list[ChannelItem] = []
+        found: set[tuple[str, str]] = set()
+        for row in rows:
+            change = by_key[(row["activity_id"], row["pupil_id"])]
+            found.add((change.activity_id, change.pupil_id))
+            items.append(_item(row, change, json.loads(row["cell"])))
+        failed_items, no_channel = await self._channels(conn, failed)
+        items.extend(failed_items)
+        failed_keys = {(c.activity_id, c.pupil_id) for c in failed}
+        skipped = [
+            c
+            for c in changes
+            if (c.activity_id, c.pupil_id) not in found
+            and (c.activity_id, c.pupil_id) not in failed_keys
+        ]
+        return items, skipped + no_channel
+
+    async def _cells(
+        self, conn: _Conn, changes: Sequence[_KeyChange]
+    ) -> tuple[list[asyncpg.Record], list[_KeyChange]]:
+        try:
+            async with conn.transaction():  # a savepoint: a failure keeps the claim
+                rows = await conn.fetch(
+                    query("store_cells_for_keys"),
+                    [c.activity_id for c in changes],
+                    [c.pupil_id for c in changes],
+                    [c.op for c in changes],
+                    [c.source for c in changes],
+                    [c.changed_at for c in changes],
+                )
+            return list(rows), []
+        except asyncpg.QueryCanceledError:
+            raise  # a timeout or cancel is about the whole call, not one key: retry the batch
+        except asyncpg.PostgresError as exc:
+            if len(changes) == 1:
+                change = changes[0]
+                log.warning(
+                    "store.enrich_failed",
+                    activity_id=change.activity_id,
+                    pupil_id=change.pupil_id,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                return [], [change]
+            middle = len(changes) // 2
+            left_rows, left_failed = await self._cells(conn, changes[:middle])
+            right_rows, right_failed = await self._cells(conn, changes[middle:])
+            return left_rows + right_rows, left_failed + right_failed
+
+    async def _channels(
+        self, conn: _Conn, failed: Sequence[_KeyChange]
+    ) -> tuple[list[ChannelItem], list[_KeyChange]]:
+        """The channels of keys that could not be enriched, to tell their clients to refetch."""
+        if not failed:
+            return [], []
+        try:
+            async with conn.transaction():
+                rows = await conn.fetch(
+                    query("store_channels_for_keys"),
+                    [c.activity_id for c in failed],
+                    [c.pupil_id for c in failed],
+                )
+        except asyncpg.QueryCanceledError:
+            raise
+        except asyncpg.PostgresError as exc:
+            log.warning(
+                "store.channels_failed", count=len(failed), error=f"{type(exc).__name__}: {exc}"
+            )
+            return [], list(failed)
+        by_key = {(c.activity_id, c.pupil_id): c for c in failed}
+        items = [_item(row, by_key[(row["activity_id"], row["pupil_id"])], None) for row in rows]
+        known = {(i.activity_id, i.pupil_id) for i in items}
+        return items, [c for c in failed if (c.activity_id, c.pupil_id) not in known]
+
+    def _plan(self, items: Sequence[ChannelItem]) -> list[PlannedMessage]:
+        per_channel: dict[str, list[ChannelItem]] = defaultdict(list)
+        for item in items:
+            per_channel[item.channel].append(item)
+        planned: list[PlannedMessage] = []
+        # Channels in the order of their first change, messages of a channel in seq order.
+        for channel_items in sorted(
+            per_channel.values(), key=lambda its: min(i.order for i in its)
+        ):
+            planned.extend(
+                plan_channel(
+                    channel_items,
+                    max_payload_bytes=self._max_payload_bytes,
+                    max_messages=self._max_messages_per_channel,
+                )
+            )
+        return planned
+
+    async def _write(self, conn: _Conn, planned: Sequence[PlannedMessage]) -> None:
+        counts: dict[str, int] = defaultdict(int)
+        for message in planned:
+            counts[message.channel] += 1
+        channels = sorted(counts)
+        rows = await conn.fetch(
+            query("store_allocate_seqs"), channels, [counts[c] for c in channels]
+        )
+        next_seq = {r["channel"]: r["last_seq"] - counts[r["channel"]] + 1 for r in rows}
+        seqs: list[int] = []
+        payloads: list[str] = []
+        for message in planned:
+            seq = next_seq[message.channel]
+            next_seq[message.channel] = seq + 1
+            seqs.append(seq)
+            payloads.append(encode_payload(message.payload(seq)).decode())
+        await conn.execute(
+            query("store_insert_messages"),
+            [m.channel for m in planned],
+            seqs,
+            [m.event for m in planned],
+            payloads,
+            [m.oldest_change_at for m in planned],
+            [len(m.cells) for m in planned],
+        )
+
+    # ------------------------------------------------------------------------------ publishing
+
+    async def pending(self, limit: int) -> list[OutgoingMessage]:
+        """Staged messages, oldest first: `id` order is seq order within each channel."""
+        rows = await self._pool.fetch(query("store_pending"), limit)
+        out = []
+        for row in rows:
+            payload = json.loads(row["payload"])
+            out.append(
+                OutgoingMessage(
+                    id=row["id"],
+                    channel=row["channel"],
+                    event=cast(Any, row["event"]),
+                    payload=payload,
+                    seq=row["seq"],
+                    oldest_change_at=row["oldest_change_at"],
+                    cell_count=row["cell_count"],
+                    payload_bytes=len(encode_payload(payload)),
+                )
+            )
+        return out
+
+    async def ack(self, ids: Sequence[int]) -> None:
+        """Realtime accepted these: forget them. Losing an ack in a crash only redelivers."""
+        if not ids:
+            return
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(query("store_async_commit"))
+            await conn.execute(query("store_ack"), list(ids))
+
+    async def mark_attempt(self, ids: Sequence[int]) -> None:
+        """Count a failed publish attempt (kept with the message, and in its dead letter)."""
+        if ids:
+            await self._pool.execute(query("store_mark_attempt"), list(ids))
+
+    async def dead_letter(self, ids: Sequence[int], *, status: int | None, body: str) -> None:
+        """Realtime refused these for good: move them aside for a person to look at."""
+        if ids:
+            await self._pool.execute(
+                query("store_dead_letter"), list(ids), status, body[:_MAX_RESPONSE_BODY]
+            )
+
+    # ------------------------------------------------------------------------------ monitoring
+
+    async def outbox_depth(self) -> int:
+        return cast(int, await self._pool.fetchval(query("store_outbox_depth")))
+
+    async def pending_depth(self) -> int:
+        return cast(int, await self._pool.fetchval(query("store_pending_depth")))
+
+    async def oldest_waiting_age_s(self) -> float | None:
+        age = await self._pool.fetchval(query("store_oldest_waiting_age"))
+        return None if age is None else max(0.0, float(age))
+
+    # ---------------------------------------------------------------------- flag and doorbell
+
+    async def get_enabled(self) -> bool:
+        return bool(await self._pool.fetchval(query("store_get_enabled")))
+
+    async def set_enabled(self, enabled: bool) -> None:
+        """Mirror the feature flag: the triggers record changes only while it is on."""
+        await self._pool.execute(query("store_set_enabled"), enabled)
+
+    async def arm_doorbell(self) -> None:
+        """Idle: ask the triggers to NOTIFY again."""
+        await self._set_doorbell(True)
+
+    async def disarm_doorbell(self) -> None:
+        """Busy (polling): spare the writers the cluster-wide NOTIFY lock."""
+        await self._set_doorbell(False)
+
+    async def _set_doorbell(self, armed: bool) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(query("store_async_commit"))
+            await conn.execute(query("store_set_doorbell"), armed)
+
+
+def _coalesce(rows: Sequence[asyncpg.Record]) -> list[_KeyChange]:
+    """One change per key, in the order keys first changed; the latest op/source/time wins."""
+    out: dict[tuple[str, str], _KeyChange] = {}
+    for row in sorted(rows, key=lambda r: r["id"]):
+        key = (row["activity_id"], row["pupil_id"])
+        previous = out.get(key)
+        out[key] = _KeyChange(
+            activity_id=key[0],
+            pupil_id=key[1],
+            op=row["op"],
+            source=row["source"],
+            changed_at=row["created_at"],
+            oldest_change_at=(
+                min(previous.oldest_change_at, row["created_at"]) if previous else row["created_at"]
+            ),
+            first_id=previous.first_id if previous else row["id"],
+        )
+    return list(out.values())
+
+
+def _item(row: asyncpg.Record, change: _KeyChange, cell: dict[str, Any] | None) -> ChannelItem:
+    return ChannelItem(
+        channel=row["channel"],
+        group_id=row["group_id"],
+        lesson_id=row["lesson_id"],
+        activity_id=row["activity_id"],
+        pupil_id=row["pupil_id"],
+        cell=cell,
+        oldest_change_at=change.oldest_change_at,
+        order=change.first_id,
+    )

@@ -1,0 +1,1 @@
+select coalesce((select enabled from results_realtime.runtime_state), false)
