@@ -1,17 +1,80 @@
-"""`results-realtime run` (placeholder until its component lands)."""
+"""`results-realtime run`: the daemon."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import signal
 
-HELP = "run (not implemented yet)"
-DESCRIPTION = HELP
+from daemon.config import Settings, load_settings
+from daemon.errors import ConfigError
+from daemon.log import configure_logging
+from daemon.pipeline.service import PipelineService
+
+HELP = "run the daemon: outbox -> Supabase Realtime broadcasts"
+DESCRIPTION = """\
+Runs the daemon. It LISTENs for the triggers' doorbell (with a periodic self-probe and
+reconnects), claims outbox rows in batches, builds one message per channel with gap-free
+per-channel seq numbers, and publishes them with Realtime's REST batch broadcast
+(POST {SUPABASE_URL}/realtime/v1/api/broadcast), acknowledging rows only once Realtime accepted
+them. When several daemons share a database, one (the holder of an advisory lock) publishes; the
+others stand by and take over within a few seconds.
+
+The feature flag realtime.enabled (RESULTS_REALTIME_ENABLED) is mirrored into the database at
+start: when false the triggers record nothing and the daemon publishes nothing but stays healthy.
+
+Credentials: SUPABASE_SERVICE_ROLE_KEY; for local development SUPABASE_JWT_SECRET alone is enough
+(a service_role token is minted).
+
+HTTP endpoint (daemon.health_host:health_port): GET /healthz (200 ok or disabled, 503 when the
+LISTEN connection or the database is down) and GET /metrics (Prometheus).
+
+Signals: SIGTERM or SIGINT stop claiming, let the batch in flight finish (or leave it staged,
+which is durable), close the connections and exit 0 within daemon.shutdown_timeout_s; a second
+signal stops at once.
+
+Log events (JSON lines): daemon.started, daemon.disabled, daemon.stopped, listener.connected,
+listener.lost, listener.recovered, listener.probe_failed, leader.acquired, leader.lost,
+batch.published, publish.retry_scheduled, publish.rejected, publish.dead_lettered, publish.stalled.
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    del parser
+    parser.add_argument("--database-url", help="overrides DATABASE_URL / database.url")
+    parser.add_argument(
+        "--health-port",
+        type=int,
+        metavar="N",
+        help="port of /healthz and /metrics (env RESULTS_REALTIME_DAEMON_HEALTH_PORT; "
+        "0 turns the endpoint off)",
+    )
+
+
+def effective_settings(args: argparse.Namespace) -> Settings:
+    settings = load_settings(args.config)
+    if args.health_port is not None:
+        if not 0 <= args.health_port <= 65535:
+            raise ConfigError(f"--health-port must be 0..65535 (0 = off); got {args.health_port}")
+        daemon = settings.daemon.model_copy(update={"health_port": args.health_port})
+        settings = settings.model_copy(update={"daemon": daemon})
+    return settings
 
 
 def run(args: argparse.Namespace) -> int:
-    del args
-    raise NotImplementedError("run")
+    settings = effective_settings(args)
+    configure_logging(level=settings.daemon.log_level)
+    dsn = args.database_url or settings.database.url
+    asyncio.run(serve(settings, dsn))
+    return 0
+
+
+async def serve(settings: Settings, dsn: str | None) -> None:
+    service = PipelineService(settings, dsn=dsn)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, service.stop)
+    try:
+        await service.run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

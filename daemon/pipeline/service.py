@@ -1,0 +1,374 @@
+"""The daemon: wires listener, leader election, store and publisher, and runs the work loop.
+
+Work loop of the leader (the doorbell protocol agreed with the triggers):
+- idle: clear the wake flag, arm the doorbell, look once more for work (a change committed before
+  the arm rang no bell), then wait for a notification or `idle_poll_interval_s`;
+- busy: disarm (writers stop NOTIFYing, so they do not serialize on the NOTIFY lock), then
+  publish what is staged, stage more when the rate budget has room, and poll every
+  `busy_poll_interval_ms` until both the outbox and the stage are empty.
+Staging waits for the budget, so under a rate limit changes pile up in the outbox, where they
+coalesce (latest state wins), instead of as many small staged messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from daemon import __version__
+from daemon.config import Settings, redact_dsn, redacted
+from daemon.errors import DatabaseError
+from daemon.log import get_logger
+from daemon.pipeline.credentials import ServiceRoleCredential
+from daemon.pipeline.health import Health, HealthServer, ListenerState, OutboxState
+from daemon.pipeline.leader import LeaderElection
+from daemon.pipeline.listener import Listener
+from daemon.pipeline.metrics import Metrics
+from daemon.pipeline.publisher import Publisher
+from daemon.pipeline.store import NOTIFY_CHANNEL, Store
+
+log = get_logger(__name__)
+
+_STALL_BACKOFF_MIN_S = 0.05
+_STALL_BACKOFF_MAX_S = 30.0
+_HEALTH_QUERY_TIMEOUT_S = 2.0
+_POOL_MAX_SIZE = 4
+
+
+class _LeadershipLost(Exception):
+    """Raised inside a leadership term to cancel the work in flight at once."""
+
+
+class PipelineService:
+    """`await run()` until `stop()`; exceptions at start-up carry the CLI's exit codes."""
+
+    def __init__(self, settings: Settings, *, dsn: str | None = None) -> None:
+        self.settings = settings
+        self.dsn = dsn if dsn is not None else settings.database.url
+        self.metrics = Metrics()
+        self.started = asyncio.Event()
+        self.stopped = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._stop_requests = 0
+        self._enabled = settings.realtime.enabled
+        self._random = random.Random()
+        self._pool: asyncpg.Pool | None = None
+        self._store: Store | None = None
+        self.listener: Listener | None = None
+        self.leader: LeaderElection | None = None
+        self.publisher: Publisher | None = None
+        self.health: HealthServer | None = None
+        self._lead_task: asyncio.Task[None] | None = None
+        self._stalls = 0
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """First call: drain politely. Second call: stop the work in flight at once."""
+        self._stop_requests += 1
+        self._stopping.set()
+        if self._stop_requests > 1 and self._lead_task is not None:
+            self._lead_task.cancel()
+
+    @property
+    def store(self) -> Store:
+        assert self._store is not None, "the service has not started"
+        return self._store
+
+    async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            await self._close()
+            self.stopped.set()
+            log.info("daemon.stopped")
+
+    async def _run(self) -> None:
+        s = self.settings
+        credential = ServiceRoleCredential(s.realtime) if self._enabled else None
+        self._pool = await self._create_pool()
+        self._store = Store(self._pool, max_payload_bytes=s.publish.max_payload_bytes)
+        await self.store.set_enabled(self._enabled)
+        self.metrics.enabled.set(1 if self._enabled else 0)
+        if self._enabled:
+            assert credential is not None
+            self.listener = Listener(
+                self.dsn,
+                NOTIFY_CHANNEL,
+                s.daemon,
+                metrics=self.metrics,
+                connect_timeout_s=s.database.connect_timeout_s,
+                on_catch_up=self._on_catch_up,
+            )
+            await self.listener.start()
+            self.leader = LeaderElection(
+                self.dsn,
+                s.daemon,
+                metrics=self.metrics,
+                connect_timeout_s=s.database.connect_timeout_s,
+            )
+            self.publisher = Publisher(
+                s.publish, realtime_url=s.realtime.url, credential=credential, metrics=self.metrics
+            )
+        if s.daemon.health_port:
+            self.health = HealthServer(
+                s.daemon.health_host,
+                s.daemon.health_port,
+                metrics=self.metrics,
+                snapshot=self.snapshot,
+            )
+            await self.health.start()
+        log.info(
+            "daemon.started",
+            version=__version__,
+            pid=os.getpid(),
+            enabled=self._enabled,
+            health_port=self.health.port if self.health else None,
+            config=redacted(s),
+        )
+        self.started.set()
+        if not self._enabled:
+            log.warning(
+                "daemon.disabled",
+                note="realtime.enabled is false (RESULTS_REALTIME_ENABLED): the triggers record "
+                "nothing and the daemon publishes nothing; /healthz stays 200",
+            )
+            await self._stopping.wait()
+            return
+        await self._supervise()
+
+    async def _supervise(self) -> None:
+        assert self.listener is not None
+        assert self.leader is not None
+        grace = max(0.5, self.settings.daemon.shutdown_timeout_s - 3.0)
+        async with asyncio.TaskGroup() as tg:
+            background = [
+                tg.create_task(self.listener.run(), name="listener"),
+                tg.create_task(self.leader.run(), name="leader"),
+            ]
+            self._lead_task = tg.create_task(self._lead(), name="lead")
+            await self._stopping.wait()
+            log.info("daemon.stopping", grace_s=grace)
+            done, _ = await asyncio.wait({self._lead_task}, timeout=grace)
+            if not done:
+                log.warning("daemon.stop_forced", note="the batch in flight stays staged")
+                self._lead_task.cancel()
+            for task in background:
+                task.cancel()
+
+    async def _create_pool(self) -> asyncpg.Pool:
+        s = self.settings.database
+        where = redact_dsn(self.dsn) if self.dsn else "the server named by PG* variables"
+        try:
+            pool = await asyncpg.create_pool(
+                self.dsn or None,
+                min_size=1,
+                max_size=_POOL_MAX_SIZE,
+                timeout=s.connect_timeout_s,
+                command_timeout=60.0,
+            )
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise DatabaseError(
+                f"cannot connect to PostgreSQL at {where}: {exc}. "
+                "Set DATABASE_URL (or database.url in config.toml) to a reachable server."
+            ) from exc
+        assert pool is not None
+        return pool
+
+    async def _close(self) -> None:
+        for closer in (
+            self.health.close() if self.health else None,
+            self.publisher.close() if self.publisher else None,
+            self.leader.close() if self.leader else None,
+            self.listener.close() if self.listener else None,
+        ):
+            if closer is not None:
+                with contextlib.suppress(Exception):
+                    await closer
+        if self._pool is not None:
+            try:
+                await asyncio.wait_for(self._pool.close(), 3.0)
+            except Exception:
+                self._pool.terminate()
+
+    # ---- leadership -----------------------------------------------------------------------
+
+    async def _lead(self) -> None:
+        """Work while leader; a lost lock cancels the work in flight."""
+        assert self.leader is not None
+        while not self._stopping.is_set():
+            await _first_of(self.leader.acquired, self._stopping)
+            if self._stopping.is_set():
+                return
+            try:
+                async with asyncio.TaskGroup() as term:
+                    term.create_task(self._work(), name="work")
+                    term.create_task(self._watch_leadership(), name="watch-leadership")
+            except* _LeadershipLost:
+                log.warning("pipeline.paused", reason="leadership lost; publishing stopped")
+
+    async def _watch_leadership(self) -> None:
+        assert self.leader is not None
+        await _first_of(self.leader.lost, self._stopping)
+        if not self._stopping.is_set():
+            raise _LeadershipLost
+
+    # ---- the work loop ----------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        log.info("pipeline.catch_up", reason="leadership acquired")
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                await self._drain()
+                if self._stopping.is_set():
+                    return
+                await self._idle()
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database went away, a bug in one batch, ...
+                failures += 1
+                delay = self._backoff(failures)
+                log.error("pipeline.cycle_failed", error=repr(exc), retry_in_s=round(delay, 3))
+                await self._pause(delay)
+
+    async def _drain(self) -> None:
+        """Publish and stage until both the stage and the outbox are empty."""
+        assert self.publisher is not None
+        store, publisher = self.store, self.publisher
+        d = self.settings.daemon
+        await store.disarm_doorbell()
+        while not self._stopping.is_set():
+            pending = await store.pending(publisher.request_size * 4)
+            if pending:
+                report = await publisher.publish(pending, store)
+                if report.stalled:
+                    self._stalls += 1
+                    await self._pause(self._backoff(self._stalls))
+                else:
+                    self._stalls = 0
+                continue
+            budget_wait = publisher.budget_delay()
+            if budget_wait > 0:
+                await self._pause(budget_wait)  # the outbox keeps coalescing meanwhile
+                continue
+            result = await store.stage_batch(d.batch_size)
+            if result.claimed:
+                self.metrics.events_received.labels(kind="outbox_row").inc(result.claimed)
+                self.metrics.refreshes.inc(result.refreshes)
+            if result.skipped:
+                log.warning("stage.skipped", keys=result.skipped, note="unmappable or unenrichable")
+            if result.claimed == 0 and result.staged == 0:
+                return
+            log.debug(
+                "stage.batch",
+                claimed=result.claimed,
+                staged=result.staged,
+                cells=result.cells,
+                refreshes=result.refreshes,
+            )
+            if result.claimed < d.batch_size:
+                await self._pause(d.busy_poll_interval_ms / 1000)
+
+    async def _idle(self) -> None:
+        assert self.listener is not None
+        store = self.store
+        self.listener.wake.clear()
+        await store.arm_doorbell()
+        if await store.outbox_depth() or await store.pending_depth():
+            return  # committed before the bell was armed: no notification will come
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.settings.daemon.idle_poll_interval_s):
+                await _first_of(self.listener.wake, self._stopping)
+        if not self.listener.wake.is_set():
+            await self._check_flag()
+
+    async def _check_flag(self) -> None:
+        """Notice someone else flipping the flag in the database (the triggers obey it)."""
+        enabled = await self.store.get_enabled()
+        if enabled != self._enabled:
+            log.warning(
+                "daemon.flag_changed",
+                enabled=enabled,
+                configured=self.settings.realtime.enabled,
+                note="the database flag changed under a running daemon; the triggers follow "
+                "the database, a restart re-applies the configured value",
+            )
+            self._enabled = enabled
+            self.metrics.enabled.set(1 if enabled else 0)
+
+    def _on_catch_up(self) -> None:
+        log.info("pipeline.catch_up", reason="listener reconnected")
+
+    def _backoff(self, failures: int) -> float:
+        base = max(self.settings.publish.retry_max_wait_s, _STALL_BACKOFF_MIN_S)
+        delay = min(_STALL_BACKOFF_MAX_S, base * 2 ** min(failures - 1, 10))
+        return self._random.uniform(delay / 2, delay)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake at once when asked to stop."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+
+    # ---- health ---------------------------------------------------------------------------
+
+    async def snapshot(self) -> Health:
+        problems: list[str] = []
+        outbox = OutboxState(depth=None, pending=None, lag_s=None)
+        if self._store is not None:
+            try:
+                async with asyncio.timeout(_HEALTH_QUERY_TIMEOUT_S):
+                    depth = await self.store.outbox_depth()
+                    pending = await self.store.pending_depth()
+                    lag = await self.store.oldest_waiting_age_s()
+                outbox = OutboxState(depth=depth, pending=pending, lag_s=lag)
+                self.metrics.outbox_depth.set(depth)
+                self.metrics.pending_depth.set(pending)
+            except Exception as exc:
+                problems.append(f"database: {exc!r}")
+        listener_state: ListenerState | None = None
+        if self.listener is not None:
+            last = self.listener.last_probe_ok_at
+            listener_state = ListenerState(
+                connected=self.listener.connected,
+                last_probe_ok_at=last.isoformat() if last else None,
+            )
+            if not self.listener.connected:
+                problems.append("listener: not connected")
+            stale = timedelta(
+                seconds=3 * self.settings.daemon.probe_interval_s
+                + self.settings.daemon.probe_timeout_s
+            )
+            if last is None or datetime.now(UTC) - last > stale:
+                problems.append("listener: probe is stale")
+        if not self._enabled and not problems:
+            status = "disabled"
+        else:
+            status = "unhealthy" if problems else "ok"
+        return Health(
+            status=status,
+            enabled=self._enabled,
+            leader=bool(self.leader and self.leader.is_leader),
+            listener=listener_state,
+            outbox=outbox,
+            problems=tuple(problems),
+        )
+
+
+async def _first_of(*events: asyncio.Event) -> None:
+    """Wait until any of the events is set."""
+    if any(e.is_set() for e in events):
+        return
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
