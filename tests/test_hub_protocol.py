@@ -1,0 +1,312 @@
+"""Wire-level behaviour of the hub with a bare websocket client: vsn 1.0.0 and 2.0.0 frames."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import struct
+
+import aiohttp
+import asyncpg
+import jwt
+import pytest
+
+from daemon.config import HubSettings
+from tests.fixtures.hub import RunningHub
+from tests.fixtures.hub_clients import TIMEOUT, post_batch, raw_socket, seed_group
+
+
+def kind3(join_ref: str, ref: str, topic: str, event: str, data: bytes, *, json_: bool) -> bytes:
+    """What realtime-js sends for channel.send({type: 'broadcast', ...}) over vsn 2.0.0."""
+    parts = [p.encode() for p in (join_ref, ref, topic, event)]
+    header = bytes((3, *(len(p) for p in parts), 0, 1 if json_ else 0))
+    return header + b"".join(parts) + data
+
+
+def parse_kind4(frame: bytes) -> tuple[str, str, str, int, bytes]:
+    kind, topic_len, event_len, meta_len, encoding = struct.unpack("!5B", frame[:5])
+    assert kind == 4
+    offset = 5
+    topic = frame[offset : offset + topic_len].decode()
+    offset += topic_len
+    event = frame[offset : offset + event_len].decode()
+    offset += event_len
+    meta = frame[offset : offset + meta_len].decode()
+    offset += meta_len
+    return topic, event, meta, encoding, frame[offset:]
+
+
+async def test_heartbeat_is_answered_with_the_same_ref(hub: RunningHub) -> None:
+    async with aiohttp.ClientSession() as session, raw_socket(session, hub, hub.anon_key) as ws:
+        await ws.send("phoenix", "heartbeat", {}, None)
+        assert await ws.receive() == {
+            "topic": "phoenix",
+            "event": "phx_reply",
+            "ref": None,
+            "payload": {"status": "ok", "response": {}},
+        }
+        await ws.send("phoenix", "heartbeat", {}, "7")
+        assert (await ws.receive())["ref"] == "7"
+
+
+async def test_join_reply_leave_and_close_frames_v1(hub: RunningHub) -> None:
+    async with aiohttp.ClientSession() as session, raw_socket(session, hub, hub.anon_key) as ws:
+        reply = await ws.join("realtime:room1", hub.anon_key)
+        assert reply == {
+            "topic": "realtime:room1",
+            "event": "phx_reply",
+            "ref": "1",
+            "payload": {"status": "ok", "response": {"postgres_changes": []}},
+        }
+        await ws.send("realtime:room1", "phx_leave", {}, "2", "1")
+        assert await ws.receive() == {
+            "topic": "realtime:room1",
+            "event": "phx_reply",
+            "ref": "2",
+            "payload": {"status": "ok", "response": {}},
+        }
+        assert await ws.receive() == {
+            "topic": "realtime:room1",
+            "event": "phx_close",
+            "ref": "1",
+            "payload": {},
+        }
+        await ws.send("realtime:room1", "broadcast", {"type": "broadcast"}, "3", "1")
+        assert (await ws.receive())["payload"] == {
+            "status": "error",
+            "response": {"reason": "unmatched topic"},
+        }
+
+
+async def test_join_errors_for_topics_and_unsupported_features(hub: RunningHub) -> None:
+    async with aiohttp.ClientSession() as session, raw_socket(session, hub, hub.anon_key) as ws:
+        assert (await ws.join("room1", hub.anon_key))["payload"]["response"] == {
+            "reason": "unmatched topic"
+        }
+        assert (await ws.join("realtime:", hub.anon_key))["payload"]["response"] == {
+            "reason": "TopicNameRequired: You must provide a topic name"
+        }
+        await ws.send(
+            "realtime:p",
+            "phx_join",
+            {"config": {"presence": {"enabled": True}}, "access_token": hub.anon_key},
+            "9",
+            "9",
+        )
+        reason = (await ws.receive())["payload"]["response"]["reason"]
+        assert reason.startswith("UnsupportedFeature: presence is not supported")
+        changes = [{"event": "INSERT", "schema": "public", "table": "submissions"}]
+        await ws.send(
+            "realtime:c",
+            "phx_join",
+            {"config": {"postgres_changes": changes}, "access_token": hub.anon_key},
+            "10",
+            "10",
+        )
+        reason = (await ws.receive())["payload"]["response"]["reason"]
+        assert reason.startswith("UnsupportedFeature: postgres_changes is not supported")
+
+
+@pytest.mark.parametrize(
+    ("token_kind", "reason"),
+    [
+        ("expired", "InvalidJWTToken: Token has expired "),
+        ("no_role", "InvalidJWTToken: Fields `role` and `exp` are required in JWT"),
+        ("garbage", "MalformedJWT: The token provided is not a valid JWT"),
+        ("bad_signature", "JwtSignatureError: Failed to validate JWT signature"),
+    ],
+)
+async def test_join_token_errors(hub: RunningHub, token_kind: str, reason: str) -> None:
+    token = {
+        "expired": hub.token(ttl_s=-5),
+        "no_role": jwt.encode({"exp": 9_999_999_999}, hub.jwt_secret),
+        "garbage": "not-a-jwt",
+        "bad_signature": hub.token()[:-4] + "AAAA",
+    }[token_kind]
+    async with aiohttp.ClientSession() as session, raw_socket(session, hub, hub.anon_key) as ws:
+        response = (await ws.join("realtime:room1", token))["payload"]
+    assert response["status"] == "error"
+    assert response["response"]["reason"].startswith(reason)
+
+
+async def test_private_join_and_broadcast_over_v2(hub: RunningHub, db: asyncpg.Connection) -> None:
+    group = await seed_group(db)
+    topic = f"realtime:{group.topic()}"
+    async with (
+        aiohttp.ClientSession() as session,
+        raw_socket(session, hub, hub.anon_key, "2.0.0") as ws,
+    ):
+        assert await ws.join(topic, hub.token(sub=group.teacher), private=True) == [
+            "1",
+            "1",
+            topic,
+            "phx_reply",
+            {"status": "ok", "response": {"postgres_changes": []}},
+        ]
+        status, _ = await post_batch(
+            session,
+            hub,
+            [{"topic": group.topic(), "event": "e", "payload": {"a": 1}, "private": True}],
+        )
+        assert status == 202
+        # REST batch messages are Phoenix broadcasts: JSON text even for vsn 2.0.0.
+        assert await ws.receive() == [
+            None,
+            None,
+            topic,
+            "broadcast",
+            {"event": "e", "payload": {"a": 1}, "type": "broadcast"},
+        ]
+        async with session.post(
+            f"{hub.url}/api/broadcast/{group.topic()}/events/single?private=true",
+            json={"b": 2},
+            headers={"apikey": hub.service_role_key},
+        ) as resp:
+            assert resp.status == 202
+        # REST single messages are user broadcasts: binary kind 4 for vsn 2.0.0.
+        topic4, event4, meta, encoding, data = parse_kind4(await ws.receive())
+        assert (topic4, event4, meta, encoding) == (topic, "single", "", 1)
+        assert json.loads(data) == {"b": 2}
+
+
+async def test_kind3_push_reaches_v2_as_kind4_and_v1_as_json(hub: RunningHub) -> None:
+    topic = "realtime:room:mixed"
+    token = hub.anon_key
+    async with (
+        aiohttp.ClientSession() as session,
+        raw_socket(session, hub, token, "2.0.0") as sender,
+        raw_socket(session, hub, token, "2.0.0") as v2,
+        raw_socket(session, hub, token, "1.0.0") as v1,
+    ):
+        assert (await sender.join(topic, token, ack=True))[4]["status"] == "ok"
+        assert (await v2.join(topic, token))[4]["status"] == "ok"
+        assert (await v1.join(topic, token))["payload"]["status"] == "ok"
+        await sender.ws.send_bytes(kind3("1", "2", topic, "move", b'{"x":1,"y":[2]}', json_=True))
+        assert await sender.receive() == [
+            "1",
+            "2",
+            topic,
+            "phx_reply",
+            {"status": "ok", "response": {}},
+        ]
+        assert parse_kind4(await v2.receive()) == (topic, "move", "", 1, b'{"x":1,"y":[2]}')
+        assert await v1.receive() == {
+            "topic": topic,
+            "event": "broadcast",
+            "ref": None,
+            "payload": {"event": "move", "payload": {"x": 1, "y": [2]}, "type": "broadcast"},
+        }
+        blob = os.urandom(32)
+        await sender.ws.send_bytes(kind3("1", "3", topic, "blob", blob, json_=False))
+        await sender.ws.send_bytes(kind3("1", "4", topic, "after", b"{}", json_=True))
+        assert (await sender.receive())[1] == "3"
+        assert parse_kind4(await v2.receive()) == (topic, "blob", "", 0, blob)
+        # vsn 1.0.0 cannot carry binary payloads: the V1 client's next message is the JSON one.
+        assert (await v1.receive())["payload"]["event"] == "after"
+
+
+async def test_v1_client_broadcast_reaches_v2_as_json_text(hub: RunningHub) -> None:
+    topic = "realtime:room:json"
+    token = hub.anon_key
+    async with (
+        aiohttp.ClientSession() as session,
+        raw_socket(session, hub, token, "1.0.0") as v1,
+        raw_socket(session, hub, token, "2.0.0") as v2,
+    ):
+        await v1.join(topic, token)
+        await v2.join(topic, token)
+        payload = {"type": "broadcast", "event": "e", "payload": {"k": "v"}}
+        await v1.send(topic, "broadcast", payload, "2", "1")
+        assert await v2.receive() == [None, None, topic, "broadcast", payload]
+
+
+@pytest.mark.parametrize("hub_settings", [HubSettings(port=0, idle_timeout_s=0.3)])
+async def test_idle_socket_is_closed(hub: RunningHub) -> None:
+    async with aiohttp.ClientSession() as session, raw_socket(session, hub, hub.anon_key) as ws:
+        msg = await ws.receive()
+        assert msg.type == aiohttp.WSMsgType.CLOSE
+        assert msg.data == 1000
+
+
+@pytest.mark.parametrize(
+    ("query", "headers", "status", "error"),
+    [
+        ("vsn=1.0.0", {}, 401, "API key is missing"),
+        ("vsn=1.0.0&apikey=abc", {}, 401, "The token provided is not a valid JWT"),
+        ("vsn=1.0.0&apikey={expired}", {}, 401, "Token has expired"),
+        ("vsn=1.0.0&apikey={no_role}", {}, 401, "Fields `role` and `exp` are required in JWT"),
+        (
+            "vsn=1.0.0&apikey={good}",
+            {"x-api-key": "{bad_sig}"},
+            401,
+            "Failed to validate JWT signature",
+        ),
+        ("vsn=3.0.0&apikey={good}", {}, 403, "Unsupported serializer version 3.0.0"),
+    ],
+)
+async def test_upgrade_refusals_use_realtimes_status_and_text(
+    hub: RunningHub, query: str, headers: dict[str, str], status: int, error: str
+) -> None:
+    tokens = {
+        "expired": hub.token(ttl_s=-1),
+        "no_role": jwt.encode({"exp": 9_999_999_999}, hub.jwt_secret),
+        "good": hub.anon_key,
+        "bad_sig": hub.token()[:-4] + "AAAA",
+    }
+    upgrade = {
+        "Connection": "Upgrade",
+        "Upgrade": "websocket",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
+    }
+    resolved = {k: v.format(**tokens) for k, v in headers.items()}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            f"{hub.realtime_url}/websocket?{query.format(**tokens)}",
+            headers={**upgrade, **resolved},
+        ) as resp,
+    ):
+        assert resp.status == status
+        assert await resp.json() == {"error": error}
+
+
+@pytest.mark.parametrize("hub_settings", [HubSettings(port=0, max_socket_buffer_kb=64)])
+async def test_a_client_that_stops_reading_is_disconnected(hub: RunningHub) -> None:
+    """Raw TCP client: completes the handshake, joins, then never reads again."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", hub.hub.port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        (
+            f"GET /socket/websocket?apikey={hub.anon_key}&vsn=1.0.0 HTTP/1.1\r\n"
+            f"Host: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+            f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n"
+        ).encode()
+    )
+    await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+    join = json.dumps(
+        {
+            "topic": "realtime:slow",
+            "event": "phx_join",
+            "ref": "1",
+            "join_ref": "1",
+            "payload": {"config": {"private": False}},
+        }
+    ).encode()
+    writer.write(bytes((0x81, 0x80 | 126)) + struct.pack("!H", len(join)) + b"\0\0\0\0" + join)
+    await writer.drain()
+    state = hub.hub.state
+    assert state is not None
+    async with aiohttp.ClientSession() as session:
+        big = {"blob": "x" * 200_000}
+        deadline = asyncio.get_running_loop().time() + 60
+        while not state.metrics.registry.get_sample_value("hub_slow_consumers_total"):
+            assert asyncio.get_running_loop().time() < deadline, "slow client never dropped"
+            status, _ = await post_batch(
+                session, hub, [{"topic": "slow", "event": "e", "payload": big}] * 5
+            )
+            assert status == 202
+    assert not state.registry.subscribers((False, "slow"))
+    writer.close()
