@@ -22,7 +22,12 @@ $(JS_STAMP): $(JS)/package.json $(JS)/package-lock.json
 	cd $(JS) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-install-js: $(JS_STAMP)
+# The demo page: the reference client + supabase-js bundled by esbuild (served by `demo`, no CDN).
+JS_BUNDLE := $(JS)/dist/demo-page.js
+$(JS_BUNDLE): $(JS_STAMP) $(wildcard $(JS)/src/*.ts $(JS)/page/*) $(JS)/scripts/build.mjs
+	cd $(JS) && npm run build --silent
+
+install-js: $(JS_STAMP) $(JS_BUNDLE)
 
 test: install install-js ## the whole suite: Python (pytest) then JavaScript (vitest)
 	$(BIN)/python -m pytest
