@@ -1,0 +1,278 @@
+"""The REST broadcast API's statuses and bodies, and the tenant limits with Realtime's errors."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+import pytest
+from realtime import RealtimeSubscribeStates
+
+from daemon.config import HubSettings
+from tests.fixtures.hub import RunningHub
+from tests.fixtures.hub_clients import channel_config, post_batch, raw_socket, subscribed
+
+PUBLIC = channel_config(private=False)
+UPGRADE = {
+    "Connection": "Upgrade",
+    "Upgrade": "websocket",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+}
+
+
+async def _post(
+    session: aiohttp.ClientSession, url: str, headers: dict[str, str], body: Any
+) -> tuple[int, Any, dict[str, str]]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    async with session.post(url, data=data, headers=headers) as resp:
+        text = await resp.text()
+        return resp.status, (json.loads(text) if text else None), dict(resp.headers)
+
+
+@pytest.mark.parametrize("prefix", ["/realtime/v1", ""])
+async def test_batch_accepts_on_both_paths(hub: RunningHub, prefix: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        status, body, _ = await _post(
+            session,
+            f"{hub.url}{prefix}/api/broadcast",
+            {"apikey": hub.service_role_key, "Content-Type": "application/json"},
+            {"messages": [{"topic": "t", "event": "e", "payload": {}}]},
+        )
+    assert (status, body) == (202, None)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer nonsense"},
+        {"apikey": "expired"},
+        {"Authorization": "Basic abc"},
+    ],
+)
+async def test_batch_without_a_valid_token_is_401(hub: RunningHub, headers: dict[str, str]) -> None:
+    resolved = {k: hub.token(ttl_s=-1) if v == "expired" else v for k, v in headers.items()}
+    async with aiohttp.ClientSession() as session:
+        status, body, _ = await _post(
+            session,
+            f"{hub.realtime_url}/api/broadcast",
+            resolved,
+            {"messages": [{"topic": "t", "event": "e", "payload": {}}]},
+        )
+    assert (status, body) == (401, {"message": "Unauthorized"})
+
+
+@pytest.mark.parametrize(
+    ("body", "errors"),
+    [
+        ({}, {"messages": ["can't be blank"]}),
+        (
+            {
+                "messages": [
+                    {"topic": "t", "event": "e", "payload": {}},
+                    {"topic": "t", "payload": {}},
+                ]
+            },
+            {"messages": [{}, {"event": ["can't be blank"]}]},
+        ),
+        (
+            {"messages": [{"topic": "t", "event": "e", "payload": [1]}]},
+            {"messages": [{"payload": ["is invalid"]}]},
+        ),
+    ],
+)
+async def test_batch_validation_errors_are_422_changesets(
+    hub: RunningHub, body: Any, errors: Any
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        status, got, _ = await _post(
+            session, f"{hub.realtime_url}/api/broadcast", {"apikey": hub.service_role_key}, body
+        )
+    assert (status, got) == (422, {"errors": errors})
+
+
+async def test_single_endpoint_media_types(hub: RunningHub) -> None:
+    url = f"{hub.realtime_url}/api/broadcast/room%3A1/events/e"
+    key = {"apikey": hub.service_role_key}
+    async with aiohttp.ClientSession() as session:
+        status, body, _ = await _post(session, url, {**key, "Content-Type": "text/plain"}, b"hi")
+        assert (status, body) == (
+            415,
+            {"error": "Unsupported Media Type. Use application/json or application/octet-stream"},
+        )
+        status, _, _ = await _post(
+            session, url, {**key, "Content-Type": "application/octet-stream"}, b"\x00\x01"
+        )
+        assert status == 202
+        status, body, _ = await _post(
+            session, url, {**key, "Content-Type": "application/json"}, b""
+        )
+        assert (status, body) == (422, {"errors": {"payload": ["can't be blank"]}})
+
+
+async def test_single_endpoint_wraps_a_non_object_body(hub: RunningHub) -> None:
+    async with (
+        subscribed(hub, "room:1", hub.anon_key, PUBLIC) as sub,
+        aiohttp.ClientSession() as session,
+    ):
+        assert (await sub.state())[0] == RealtimeSubscribeStates.SUBSCRIBED
+        status, _, _ = await _post(
+            session,
+            f"{hub.realtime_url}/api/broadcast/room:1/events/e",
+            {"apikey": hub.service_role_key, "Content-Type": "application/json"},
+            [1, 2],
+        )
+        assert status == 202
+        assert await sub.message() == {"event": "e", "payload": {"_json": [1, 2]}}
+
+
+@pytest.mark.parametrize("hub_settings", [HubSettings(port=0, max_payload_kb=1)])
+async def test_payload_size_limit(hub: RunningHub) -> None:
+    big = {"blob": "x" * 1600}
+    async with aiohttp.ClientSession() as session:
+        status, body, _ = await _post(
+            session,
+            f"{hub.realtime_url}/api/broadcast",
+            {"apikey": hub.service_role_key},
+            {"messages": [{"topic": "t", "event": "e", "payload": big}]},
+        )
+        assert (status, body) == (
+            422,
+            {"errors": {"messages": [{"payload": ["Payload size exceeds tenant limit"]}]}},
+        )
+        status, body, _ = await _post(
+            session,
+            f"{hub.realtime_url}/api/broadcast/t/events/e",
+            {"apikey": hub.service_role_key},
+            big,
+        )
+        assert (status, body) == (
+            422,
+            {"errors": {"payload": ["Payload size exceeds tenant limit"]}},
+        )
+        async with raw_socket(session, hub, hub.anon_key) as ws:
+            await ws.join("realtime:t", hub.anon_key, ack=True)
+            await ws.send(
+                "realtime:t",
+                "broadcast",
+                {"type": "broadcast", "event": "e", "payload": big},
+                "2",
+                "1",
+            )
+            assert (await ws.receive())["payload"] == {
+                "status": "error",
+                "response": "payload_size_exceeded",
+            }
+
+
+@pytest.mark.parametrize(
+    "hub_settings", [HubSettings(port=0, max_events_per_second=1, rate_window_s=30)]
+)
+async def test_events_per_second_limit_gives_realtimes_429s(hub: RunningHub) -> None:
+    key = {"apikey": hub.service_role_key}
+    async with aiohttp.ClientSession() as session:
+        status, body, _ = await _post(
+            session,
+            f"{hub.realtime_url}/api/broadcast",
+            key,
+            {"messages": [{"topic": "t", "event": "e", "payload": {}}] * 40},
+        )
+        assert (status, body) == (
+            429,
+            {"message": "Too many messages to broadcast, please reduce the batch size"},
+        )
+        for _ in range(30):  # 30 events in a 30 s window: the rolling average reaches 1/s
+            status, _, _ = await _post(
+                session, f"{hub.realtime_url}/api/broadcast/t/events/e", key, {}
+            )
+            assert status == 202
+        status, body, headers = await _post(
+            session, f"{hub.realtime_url}/api/broadcast/t/events/e", key, {}
+        )
+    assert (status, body) == (429, {"message": "Too many requests"})
+    assert headers["x-rate-limit"] == "1"
+    assert headers["x-rate-limit-remaining"] == "0"
+
+
+@pytest.mark.parametrize(
+    "hub_settings", [HubSettings(port=0, max_events_per_second=1, rate_window_s=30)]
+)
+async def test_tripped_events_limit_shuts_receiving_channels_down(hub: RunningHub) -> None:
+    config = channel_config(private=False, self=True)
+    async with subscribed(hub, "room:busy", hub.anon_key, config) as sub:
+        assert (await sub.state())[0] == RealtimeSubscribeStates.SUBSCRIBED
+        for n in range(30):
+            await sub.channel.send_broadcast("e", {"n": n})
+        state, error = await sub.state()
+        assert state == RealtimeSubscribeStates.CHANNEL_ERROR
+        assert json.loads(str(error))["message"] == "Too many messages per second"
+        assert (await sub.state())[0] == RealtimeSubscribeStates.CLOSED
+
+
+@pytest.mark.parametrize("hub_settings", [HubSettings(port=0, max_channels_per_socket=1)])
+async def test_channels_per_socket_limit(hub: RunningHub) -> None:
+    async with aiohttp.ClientSession() as session, raw_socket(session, hub, hub.anon_key) as ws:
+        assert (await ws.join("realtime:a", hub.anon_key))["payload"]["status"] == "ok"
+        assert (await ws.join("realtime:b", hub.anon_key))["payload"]["response"] == {
+            "reason": "ChannelRateLimitReached: Too many channels"
+        }
+
+
+@pytest.mark.parametrize(
+    "hub_settings", [HubSettings(port=0, max_joins_per_second=0.1, rate_window_s=30)]
+)
+async def test_joins_per_second_limit_refuses_joins_then_connects(hub: RunningHub) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with raw_socket(session, hub, hub.anon_key) as ws:
+            for n in range(3):  # 3 joins in 30 s = 0.1/s
+                assert (await ws.join(f"realtime:j{n}", hub.anon_key))["payload"]["status"] == "ok"
+            reply = await ws.join("realtime:j9", hub.anon_key)
+            assert reply["payload"]["response"] == {
+                "reason": "ClientJoinRateLimitReached: Too many joins per second"
+            }
+            closed = await ws.receive()
+            assert closed.type == aiohttp.WSMsgType.CLOSE
+            assert closed.data == 1001
+        async with session.get(
+            f"{hub.realtime_url}/websocket?apikey={hub.anon_key}&vsn=1.0.0",
+            headers=UPGRADE,
+        ) as resp:
+            assert resp.status == 429
+            assert await resp.json() == {"error": "Too many joins per second"}
+
+
+@pytest.mark.parametrize("hub_settings", [HubSettings(port=0, max_concurrent_users=1)])
+async def test_concurrent_users_limit(hub: RunningHub) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        raw_socket(session, hub, hub.anon_key) as idle,
+        raw_socket(session, hub, hub.anon_key) as ws,
+    ):
+        assert (await ws.join("realtime:a", hub.anon_key))["payload"]["status"] == "ok"
+        # `idle` connected before the limit was reached; it is not a user until it joins.
+        assert (await idle.join("realtime:b", hub.anon_key))["payload"]["response"] == {
+            "reason": "ConnectionRateLimitReached: Too many connected users"
+        }
+        async with session.get(
+            f"{hub.realtime_url}/websocket?apikey={hub.anon_key}&vsn=1.0.0", headers=UPGRADE
+        ) as resp:
+            assert resp.status == 429
+            assert await resp.json() == {"error": "Too many connected users"}
+
+
+async def test_metrics_endpoint_counts_sockets_channels_deliveries_and_denials(
+    hub: RunningHub,
+) -> None:
+    async with aiohttp.ClientSession() as session, raw_socket(session, hub, hub.anon_key) as ws:
+        await ws.join("realtime:m", hub.anon_key)
+        await ws.join("realtime:m2", "bad-token")
+        await post_batch(session, hub, [{"topic": "m", "event": "e", "payload": {}}])
+        await ws.receive()
+        async with session.get(f"{hub.url}/metrics") as resp:
+            text = await resp.text()
+    assert "hub_sockets 1.0" in text
+    assert "hub_channels 1.0" in text
+    assert "hub_deliveries_total 1.0" in text
+    assert 'hub_denied_joins_total{code="MalformedJWT"} 1.0' in text
