@@ -2,41 +2,363 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import asyncpg
+import pytest
+from structlog.testing import capture_logs
 
-from tests.support.capture_server import CaptureServer
+from daemon.localpg import free_port
+from tests.support.capture_server import CaptureServer, seq_of
 from tests.support.daemon import fast_settings, running
-from tests.support.school import seed_school, submit_text
+from tests.support.school import School, seed_school, submit_text
+from tests.support.waiting import eventually
+
+Cell = dict[str, Any]
 
 
-def last_cell(
-    server: CaptureServer, channel: str, activity: str, pupil: str
-) -> dict[str, Any] | None:
+def cells_of(message: dict[str, Any]) -> list[Cell]:
+    payload = message["payload"]
+    if message["event"] == "result_cells":
+        return list(payload["cells"])
+    if message["event"] == "result_cell":
+        return [payload]
+    return []
+
+
+def last_cell(server: CaptureServer, channel: str, activity: str, pupil: object) -> Cell | None:
     """The latest state of one cell among the accepted messages of a channel."""
     found = None
     for message in server.by_channel().get(channel, []):
-        payload = message["payload"]
-        cells = payload["cells"] if message["event"] == "result_cells" else [payload]
-        for cell in cells:
-            if cell.get("activityId") == activity and cell.get("pupilId") == pupil:
+        for cell in cells_of(message):
+            if cell["activityId"] == activity and cell["pupilId"] == str(pupil):
                 found = cell
     return found
 
 
-async def test_text_submission_reaches_the_channel(
-    database_url: str, db: asyncpg.Connection, capture_server: CaptureServer
+def cell_is(
+    channel: str, activity: str, pupil: object, **expected: Any
+) -> Callable[[CaptureServer], bool]:
+    def check(server: CaptureServer) -> bool:
+        cell = last_cell(server, channel, activity, pupil)
+        return cell is not None and all(cell.get(k) == v for k, v in expected.items())
+
+    return check
+
+
+def assert_gapless(server: CaptureServer) -> None:
+    """Per channel: seq starts at 1, goes up by exactly one, and prevSeq chains (dups allowed)."""
+    for channel, messages in server.by_channel().items():
+        seqs = [seq_of(m) for m in messages]
+        distinct = sorted(set(seqs))
+        assert distinct == list(range(1, len(distinct) + 1)), (channel, seqs)
+        assert seqs == sorted(seqs), f"{channel}: published out of order: {seqs}"
+        for message in messages:
+            seq, prev = message["payload"]["seq"], message["payload"]["prevSeq"]
+            assert prev == (seq - 1 if seq > 1 else None), (channel, seq, prev)
+
+
+@pytest.fixture
+async def school(db: asyncpg.Connection) -> School:
+    return await seed_school(db)
+
+
+async def test_pupil_ai_teacher_and_delete_in_order(
+    database_url: str, db: asyncpg.Connection, capture_server: CaptureServer, school: School
 ) -> None:
-    school = await seed_school(db)
-    pupil = str(school.pupils[0])
+    pupil, channel = school.pupils[0], school.channel()
     async with running(database_url, fast_settings(capture_server.url)):
-        await submit_text(db, "a-text", school.pupils[0], "hello")
-        await capture_server.wait_until(
-            lambda s: last_cell(s, school.channel(), "a-text", pupil) is not None
+        await submit_text(db, "a-text", pupil, "my answer")
+        await capture_server.wait_until(cell_is(channel, "a-text", pupil, seq=1))
+        await db.execute(
+            "update submissions set ai_score = 7, ai_model = 'marker-1', ai_feedback = 'ok',"
+            " ai_marked_at = now() where activity_id = 'a-text' and user_id = $1",
+            pupil,
         )
-    cell = last_cell(capture_server, school.channel(), "a-text", pupil)
-    assert cell is not None
-    assert cell["status"] == "submitted"
-    assert cell["needsMarking"] is True
-    assert cell["seq"] == 1
+        await capture_server.wait_until(cell_is(channel, "a-text", pupil, seq=2))
+        await db.execute(
+            "update submissions set teacher_score = 9, teacher_marked_at = now()"
+            " where activity_id = 'a-text' and user_id = $1",
+            pupil,
+        )
+        await capture_server.wait_until(cell_is(channel, "a-text", pupil, seq=3))
+        await db.execute(
+            "delete from submissions where activity_id = 'a-text' and user_id = $1", pupil
+        )
+        await capture_server.wait_until(cell_is(channel, "a-text", pupil, seq=4))
+    states = [cells_of(m)[0] for m in capture_server.by_channel()[channel]]
+    assert [(c["op"], c["source"], c["status"]) for c in states] == [
+        ("insert", "pupil", "submitted"),
+        ("update", "ai", "ai_marked"),
+        ("update", "teacher", "teacher_marked"),
+        ("delete", "system", "not_submitted"),
+    ]
+    assert [c["score"] for c in states] == [None, 7, 9, None]
+    assert [c["needsMarking"] for c in states] == [True, False, False, False]
+    assert states[1]["ai"]["model"] == "marker-1"
+    assert states[3]["submissionId"] is None
+    assert [c["prevSeq"] for c in states] == [None, 1, 2, 3]
+    assert len({c["eventId"] for c in states}) == 4
+    assert {r.headers["Authorization"] for r in capture_server.requests} == {
+        "Bearer service-role-key-for-tests"
+    }
+    assert_gapless(capture_server)
+
+
+async def test_upload_and_its_deletion_toggle_has_upload(
+    database_url: str, db: asyncpg.Connection, capture_server: CaptureServer, school: School
+) -> None:
+    pupil, channel = school.pupils[1], school.channel()
+    name = f"{school.lesson}/a-upload/{pupil}/essay.pdf"
+    async with running(database_url, fast_settings(capture_server.url)):
+        await db.execute(
+            "insert into storage.objects (bucket_id, name) values ('submissions', $1)", name
+        )
+        await capture_server.wait_until(
+            cell_is(channel, "a-upload", pupil, hasUpload=True, status="submitted")
+        )
+        await db.execute("delete from storage.objects where name = $1", name)
+        await capture_server.wait_until(cell_is(channel, "a-upload", pupil, hasUpload=False))
+    first, last = (cells_of(m)[0] for m in capture_server.by_channel()[channel])
+    assert (first["source"], first["uploadCount"], first["needsMarking"]) == ("upload", 1, True)
+    assert (last["uploadCount"], last["needsMarking"], last["status"]) == (
+        0,
+        False,
+        "not_submitted",
+    )
+
+
+async def test_a_pupil_in_two_groups_reaches_both_channels(
+    database_url: str, db: asyncpg.Connection, capture_server: CaptureServer, school: School
+) -> None:
+    pupil = school.both_groups_pupil
+    async with running(database_url, fast_settings(capture_server.url)):
+        await submit_text(db, "a-choice", pupil, "B")
+        for group in school.groups:
+            await capture_server.wait_until(cell_is(school.channel(group), "a-choice", pupil))
+    assert set(capture_server.by_channel()) == {school.channel(g) for g in school.groups}
+    assert all(m["private"] is True for m in capture_server.accepted)
+
+
+async def test_seq_continues_across_a_restart(
+    database_url: str, db: asyncpg.Connection, capture_server: CaptureServer, school: School
+) -> None:
+    channel = school.channel()
+    settings = fast_settings(capture_server.url)
+    async with running(database_url, settings):
+        await submit_text(db, "a-text", school.pupils[0], "one")
+        await capture_server.wait_until(cell_is(channel, "a-text", school.pupils[0], seq=1))
+    # changed while no daemon runs: caught up at the next start
+    await submit_text(db, "a-text", school.pupils[1], "two")
+    async with running(database_url, settings):
+        await capture_server.wait_until(cell_is(channel, "a-text", school.pupils[1], seq=2))
+        await submit_text(db, "a-text", school.pupils[2], "three")
+        await capture_server.wait_until(cell_is(channel, "a-text", school.pupils[2], seq=3))
+    assert_gapless(capture_server)
+
+
+async def test_terminated_listener_reconnects_and_nothing_is_lost(
+    database_url: str, db: asyncpg.Connection, capture_server: CaptureServer, school: School
+) -> None:
+    channel = school.channel()
+    with capture_logs() as logs:
+        async with running(database_url, fast_settings(capture_server.url)) as daemon:
+            assert daemon.listener is not None
+            await submit_text(db, "a-text", school.pupils[0], "before")
+            await capture_server.wait_until(cell_is(channel, "a-text", school.pupils[0]))
+            pid = daemon.listener.backend_pid
+            assert await db.fetchval("select pg_terminate_backend($1)", pid)
+            await submit_text(db, "a-text", school.pupils[1], "while reconnecting")
+            await eventually(lambda: daemon.listener is not None and daemon.listener.recoveries)
+            await submit_text(db, "a-text", school.pupils[2], "after")
+            for pupil in school.pupils[:3]:
+                await capture_server.wait_until(cell_is(channel, "a-text", pupil))
+    events = [e["event"] for e in logs]
+    assert "listener.lost" in events
+    assert "listener.recovered" in events
+    assert_gapless(capture_server)
+
+
+@pytest.mark.parametrize("fault", [500, 429, "timeout"])
+async def test_realtime_failing_for_a_while_loses_nothing_and_keeps_order(
+    database_url: str,
+    db: asyncpg.Connection,
+    capture_server: CaptureServer,
+    school: School,
+    fault: int | str,
+) -> None:
+    # 3 attempts per cycle: 7 failures exhaust two cycles (messages stay staged) then succeed.
+    capture_server.fail_next(7, fault)  # type: ignore[arg-type]
+    settings = fast_settings(capture_server.url, publish={"max_messages_per_request": 2})
+    with capture_logs() as logs:
+        async with running(database_url, settings):
+            for round_ in range(3):
+                for pupil in school.pupils:
+                    await submit_text(db, "a-text", pupil, f"round {round_}")
+                await submit_text(db, "a-choice", school.both_groups_pupil, f"round {round_}")
+            for pupil in school.pupils:
+                await capture_server.wait_until(
+                    cell_is(school.channel(), "a-text", pupil, op="update")
+                )
+            for group in school.groups:
+                await capture_server.wait_until(
+                    cell_is(
+                        school.channel(group), "a-choice", school.both_groups_pupil, op="update"
+                    )
+                )
+            await capture_server.wait_until(lambda s: s.faults_left == 0)
+    assert_gapless(capture_server)
+    events = [e["event"] for e in logs]
+    assert events.count("publish.retry_scheduled") >= 4
+    assert "publish.stalled" in events
+    assert "publish.dead_lettered" not in events
+
+
+async def test_garbage_notifications_and_unenrichable_rows_are_survived(
+    database_url: str, db: asyncpg.Connection, capture_server: CaptureServer, school: School
+) -> None:
+    with capture_logs() as logs:
+        async with running(database_url, fast_settings(capture_server.url)):
+            await db.execute("select pg_notify('results_realtime_v1', $1)", "\x7f" * 300)
+            await db.execute("select pg_notify('results_realtime_v1', 'x')")
+            # an outbox row for a cell that belongs to no assignment (unknown activity)
+            await db.execute(
+                "insert into results_realtime.outbox (activity_id, pupil_id, op, source)"
+                " values ('no-such-activity', $1, 'insert', 'pupil')",
+                uuid.uuid4(),
+            )
+            await submit_text(db, "a-text", school.pupils[0], "still delivered")
+            await capture_server.wait_until(cell_is(school.channel(), "a-text", school.pupils[0]))
+            await eventually(
+                lambda: any(e["event"] == "stage.skipped" for e in logs), what="stage.skipped"
+            )
+    events = [e["event"] for e in logs]
+    assert "listener.unexpected_payload" in events
+    assert "pipeline.cycle_failed" not in events
+    assert await db.fetchval("select count(*) from results_realtime.outbox") == 0
+
+
+async def test_rejected_message_is_dead_lettered_and_the_rest_goes_on(
+    database_url: str, db: asyncpg.Connection, capture_server: CaptureServer, school: School
+) -> None:
+    poisoned = str(school.pupils[0])
+    capture_server.reject_when = lambda m: m["payload"].get("pupilId") == poisoned
+    async with running(database_url, fast_settings(capture_server.url)):
+        await submit_text(db, "a-text", school.pupils[0], "rejected")
+        await capture_server.wait_until(lambda s: any(r.status == 422 for r in s.requests))
+        await submit_text(db, "a-text", school.pupils[1], "accepted")
+        await capture_server.wait_until(cell_is(school.channel(), "a-text", school.pupils[1]))
+        await eventually(
+            lambda: db.fetchval("select count(*) = 1 from results_realtime.dead_letters"),
+            what="a dead letter",
+        )
+    row = await db.fetchrow("select http_status, response_body from results_realtime.dead_letters")
+    assert row is not None
+    assert row["http_status"] == 422
+    assert "rejected" in row["response_body"]
+    assert await db.fetchval("select count(*) from results_realtime.outbox_messages") == 0
+
+
+async def test_rate_budget_coalesces_instead_of_queueing(
+    database_url: str, db: asyncpg.Connection, capture_server: CaptureServer, school: School
+) -> None:
+    settings = fast_settings(capture_server.url, publish={"max_messages_per_second": 2})
+    pupil = school.pupils[0]
+    async with running(database_url, settings):
+        for n in range(40):
+            await submit_text(db, "a-text", pupil, f"draft {n}")
+        final = await db.fetchval(
+            "select results_realtime.iso_utc_v1(submitted_at) from submissions"
+            " where activity_id = 'a-text' and user_id = $1",
+            pupil,
+        )
+        await capture_server.wait_until(
+            cell_is(school.channel(), "a-text", pupil, submittedAt=final), deadline_s=20
+        )
+    # 40 changes of one cell, at most 2 messages/s: latest state wins, few messages.
+    assert len(capture_server.accepted) < 10
+    assert_gapless(capture_server)
+
+
+async def test_two_daemons_publish_each_message_once(
+    database_url: str, db: asyncpg.Connection, capture_server: CaptureServer, school: School
+) -> None:
+    settings = fast_settings(capture_server.url)
+    async with (
+        running(database_url, settings) as first,
+        running(database_url, settings, wait_for_leader=False) as second,
+    ):
+        assert first.leader is not None
+        assert second.leader is not None
+        for round_ in range(3):
+            for pupil in school.pupils:
+                await submit_text(db, "a-text", pupil, f"round {round_}")
+        for pupil in school.pupils:
+            await capture_server.wait_until(cell_is(school.channel(), "a-text", pupil, op="update"))
+        assert first.leader.is_leader
+        assert not second.leader.is_leader
+    keys = capture_server.received()
+    assert len(keys) == len(set(keys)), "a message was published twice"
+    assert_gapless(capture_server)
+
+
+async def test_flag_off_then_on(
+    database_url: str, db: asyncpg.Connection, capture_server: CaptureServer, school: School
+) -> None:
+    port = free_port()
+    off = fast_settings(
+        capture_server.url, realtime={"enabled": False}, daemon={"health_port": port}
+    )
+    with capture_logs() as logs:
+        async with running(database_url, off), aiohttp.ClientSession() as http:
+            assert await db.fetchval("select enabled from results_realtime.runtime_state") is False
+            await submit_text(db, "a-text", school.pupils[0], "while off")
+            assert await db.fetchval("select count(*) from results_realtime.outbox") == 0
+            async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
+                assert response.status == 200
+                body = await response.json()
+            assert body["enabled"] is False
+            assert body["status"] == "disabled"
+    assert "daemon.disabled" in [e["event"] for e in logs]
+    assert capture_server.requests == []
+    async with running(database_url, fast_settings(capture_server.url)):
+        assert await db.fetchval("select enabled from results_realtime.runtime_state") is True
+        await submit_text(db, "a-text", school.pupils[1], "back on")
+        await capture_server.wait_until(cell_is(school.channel(), "a-text", school.pupils[1]))
+    assert last_cell(capture_server, school.channel(), "a-text", school.pupils[0]) is None
+
+
+async def test_health_and_metrics_endpoints(
+    database_url: str, db: asyncpg.Connection, capture_server: CaptureServer, school: School
+) -> None:
+    port = free_port()
+    settings = fast_settings(capture_server.url, daemon={"health_port": port})
+    async with running(database_url, settings), aiohttp.ClientSession() as http:
+        await submit_text(db, "a-text", school.pupils[0], "counted")
+        await capture_server.wait_until(cell_is(school.channel(), "a-text", school.pupils[0]))
+        async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
+            assert response.status == 200
+            health = await response.json()
+        async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"].startswith("text/plain")
+            metrics = await response.text()
+    assert health["status"] == "ok"
+    assert health["enabled"] is True
+    assert health["leader"] is True
+    assert health["listener"]["connected"] is True
+    assert health["listener"]["last_probe_ok_at"]
+    assert set(health["outbox"]) == {"depth", "pending", "lag_s"}
+    for name in (
+        "results_realtime_messages_sent_total 1.0",
+        "results_realtime_cells_published_total 1.0",
+        'results_realtime_events_received_total{kind="outbox_row"} 1.0',
+        "results_realtime_leader 1.0",
+        "results_realtime_publish_latency_seconds_count 1.0",
+        "results_realtime_commit_to_publish_lag_seconds_count 1.0",
+        "results_realtime_outbox_depth 0.0",
+    ):
+        assert name in metrics, name
