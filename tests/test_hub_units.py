@@ -1,0 +1,102 @@
+"""Pure parts of the hub: frame encoding, binary decoding, token verification, rolling rates."""
+
+from __future__ import annotations
+
+import jwt
+import pytest
+
+from daemon.config import HubSettings
+from daemon.hub.auth import TokenRejected, bearer_token, verify_token
+from daemon.hub.limits import Limits, RollingRate
+from daemon.hub.serializers import FrameError, decode_v2_binary, serializer_for, ws_frame
+
+SECRET = "s" * 40
+
+
+@pytest.mark.parametrize(("size", "header"), [(5, 2), (125, 2), (126, 4), (65535, 4), (65536, 10)])
+def test_ws_frame_length_encodings(size: int, header: int) -> None:
+    frame = ws_frame(1, b"x" * size)
+    assert frame[0] == 0x81
+    assert len(frame) == header + size
+
+
+def test_kind3_decoding_and_truncation() -> None:
+    frame = bytes((3, 1, 1, 6, 1, 0, 1)) + b"12topic1e" + b'{"a":1}'
+    msg = decode_v2_binary(frame)
+    assert (msg.join_ref, msg.ref, msg.topic, msg.event) == ("1", "2", "topic1", "broadcast")
+    assert msg.payload.event == "e"
+    assert msg.payload.encoding == "json"
+    assert msg.payload.data == b'{"a":1}'
+    with pytest.raises(FrameError):
+        decode_v2_binary(frame[:9])
+    with pytest.raises(FrameError):
+        decode_v2_binary(bytes((4, 0, 0, 0, 0, 0, 0)))
+
+
+def test_serializer_negotiation() -> None:
+    assert serializer_for(None).vsn == "1.0.0"  # type: ignore[union-attr]
+    assert serializer_for("2.0.0").vsn == "2.0.0"  # type: ignore[union-attr]
+    assert serializer_for("9.0.0") is None
+
+
+def test_verify_token_problems() -> None:
+    now = 1_000_000
+    ok = jwt.encode({"role": "anon", "exp": now + 10}, SECRET)
+    assert verify_token(ok, SECRET, now=now).role == "anon"
+    assert verify_token(f" {ok[:10]}\n{ok[10:]} ", SECRET, now=now).role == "anon"
+    cases = {
+        jwt.encode({"role": "anon", "exp": now - 7}, SECRET): (
+            "expired",
+            "Token has expired 7 seconds ago",
+        ),
+        jwt.encode({"exp": now + 10}, SECRET): (
+            "missing_claims",
+            "Fields `role` and `exp` are required in JWT",
+        ),
+        jwt.encode({"role": "anon", "exp": now + 10}, "other" * 10): (
+            "signature",
+            "Failed to validate JWT signature",
+        ),
+        "garbage": ("malformed", "The token provided is not a valid JWT"),
+        jwt.encode({"role": "anon", "exp": "soon"}, SECRET): (
+            "invalid_exp",
+            "Token expiration time is invalid",
+        ),
+    }
+    for token, (problem, message) in cases.items():
+        with pytest.raises(TokenRejected) as rejected:
+            verify_token(token, SECRET, now=now)
+        assert rejected.value.problem == problem
+        assert rejected.value.message == message
+    with pytest.raises(TokenRejected) as missing:
+        verify_token(None, SECRET)
+    assert missing.value.connect_error == (401, "API key is missing")
+
+
+def test_bearer_token_prefers_authorization() -> None:
+    assert bearer_token("Bearer a", "b") == "a"
+    assert bearer_token("bearer a", None) == "a"
+    assert bearer_token(None, "b") == "b"
+    assert bearer_token(None, None) is None
+
+
+def test_rolling_rate_forgets_old_buckets() -> None:
+    now = [0.0]
+    rate = RollingRate(12.0, clock=lambda: now[0])
+    rate.add(24)
+    assert rate.average() == 2.0
+    now[0] = 6.0
+    rate.add(12)
+    assert rate.average() == 3.0
+    now[0] = 12.5  # the first bucket (t in [0, 1)) has left the window
+    assert rate.average() == 1.0
+    now[0] = 100.0
+    assert rate.average() == 0.0
+
+
+def test_limits_off_by_default_and_payload_threshold() -> None:
+    limits = Limits(HubSettings())
+    limits.events.add(10_000)
+    assert not limits.events_tripped()
+    assert not limits.payload_too_large(3000 * 1000 + 500)
+    assert limits.payload_too_large(3000 * 1000 + 501)
