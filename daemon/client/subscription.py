@@ -164,6 +164,7 @@ class ResultsSubscription:
                     self._set_status(messages_received=self.status.messages_received + 1)
                     before = self.matrix.counters
                     self.matrix, effects = matrix.apply_broadcast(self.matrix, event, payload)
+                    self._log.debug("client.message", broadcast_event=event, seq=payload.get("seq"))
                     self._log_counters(before, self.matrix, event, payload)
                 case _Fetched(request=request, snapshot=snapshot):
                     self.matrix, effects = matrix.apply_snapshot(self.matrix, snapshot, request)

@@ -73,7 +73,7 @@ def status_line(matrix: Matrix, status: ClientStatus) -> RenderableType:
         line.append(f"  ({status.last_error[:80]})", style="red")
     if status.refetching:
         table = Table.grid(padding=(0, 1))
-        table.add_row(Spinner("dots", style="cyan"), line, Text("refetching…", style="cyan"))
+        table.add_row(Spinner("dots", style="cyan"), Text("refetching…", style="cyan"), line)
         return table
     return line
 

@@ -171,5 +171,6 @@ def run(args: argparse.Namespace) -> int:
     live = not args.plain and sys.stdout.isatty()
     configure_logging(level="warning" if live else settings.daemon.log_level)
     target = build_target(args, settings)
-    asyncio.run(watch(target, duration_s=args.duration, live=live, console=Console()))
+    console = Console() if live else Console(width=160)
+    asyncio.run(watch(target, duration_s=args.duration, live=live, console=console))
     return 0

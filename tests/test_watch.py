@@ -1,0 +1,160 @@
+"""`results-realtime watch`: the rich rendering (pure) and the command as a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from dataclasses import replace
+
+from rich.console import Console
+
+from daemon.client import matrix
+from daemon.client.matrix import RefetchRequest, parse_snapshot
+from daemon.client.subscription import ClientStatus
+from daemon.client.view import NEEDS_MARKING_STYLE, render_cell, render_matrix
+from daemon.demo.simulate import Action
+from tests.fixtures.client import CLI, LESSON, ResultsStack
+
+P1, P2 = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"
+
+
+def _cell(pupil: str, activity: str, **state: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "pupilId": pupil, "activityId": activity, "status": "not_submitted", "score": None,
+        "uploadCount": 0, "hasUpload": False, "needsMarking": False,
+    }  # fmt: skip
+    return {**base, **state}
+
+
+def _model() -> matrix.Matrix:
+    snapshot = parse_snapshot(
+        {
+            "groupId": "g",
+            "lessonId": "l",
+            "seq": 4,
+            "activities": [
+                {"activityId": "a1", "title": "Essay", "kind": "text", "position": 1},
+                {"activityId": "a2", "title": "Photo", "kind": "upload", "position": 2},
+            ],
+            "pupilIds": [P1, P2],
+            "cells": [
+                _cell(P1, "a1", status="ai_marked", score=7),
+                _cell(
+                    P1, "a2", status="submitted", uploadCount=2, hasUpload=True, needsMarking=True
+                ),
+                _cell(P2, "a1", status="teacher_marked", score=9.5),
+                _cell(P2, "a2"),
+            ],
+        }
+    )
+    state, _ = matrix.start(matrix.empty("g", "l"))
+    state, _ = matrix.apply_snapshot(state, snapshot, RefetchRequest("assignment", "initial"))
+    return state
+
+
+def _text(renderable: object) -> str:
+    console = Console(record=True, width=200, color_system=None)
+    console.print(renderable)
+    return console.export_text()
+
+
+def test_matrix_rendering_shows_glyphs_scores_uploads_and_status() -> None:
+    status = ClientStatus(connection="subscribed", messages_received=3)
+    text = _text(render_matrix(_model(), status, names={P1: "Amara"}, title="Results"))
+    assert "Essay" in text
+    assert "Photo" in text
+    assert "Amara" in text  # a known name
+    assert P2[:8] in text  # else the short id
+    assert "◆ 7" in text
+    assert "★ 9.5" in text
+    assert "● ⇪2" in text
+    assert "subscribed" in text
+    assert "last seq 4" in text
+    assert "messages 3" in text
+    assert "needs marking 1" in text
+    assert "refetching" not in text
+
+
+def test_a_running_refetch_shows_a_spinner_notice() -> None:
+    status = ClientStatus(connection="reconnecting", refetching=1, last_error="connect: refused")
+    text = _text(render_matrix(_model(), status))
+    assert "refetching…" in text
+    assert "reconnecting" in text
+    assert "connect: refused" in text
+
+
+def test_needs_marking_is_highlighted() -> None:
+    model = _model()
+    needs = render_cell(model.cell(P1, "a2"))
+    marked = render_cell(model.cell(P1, "a1"))
+    assert any(str(span.style) == NEEDS_MARKING_STYLE for span in needs.spans)
+    assert not any(str(span.style) == NEEDS_MARKING_STYLE for span in marked.spans)
+    loading = replace(model, loaded=False)
+    assert "loading…" in _text(render_matrix(loading, ClientStatus()))
+
+
+async def test_watch_command_shows_live_changes_and_stops_on_sigint(
+    results_stack: ResultsStack,
+) -> None:
+    group = "grp-7a"
+    pupil = results_stack.pupil(group)
+    env = {
+        **os.environ,
+        "DATABASE_URL": results_stack.database_url,
+        "SUPABASE_URL": results_stack.hub_url,
+        "SUPABASE_JWT_SECRET": results_stack.jwt_secret,
+        "RESULTS_REALTIME_DAEMON_LOG_LEVEL": "debug",
+    }
+    teacher = results_stack.school.teacher_of(group).id
+    proc = await asyncio.create_subprocess_exec(
+        CLI, "watch", "--plain", "--group", group, "--lesson", LESSON, "--teacher", teacher,
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    seen: list[str] = []
+
+    async def until(event: str) -> dict[str, object]:
+        assert proc.stdout is not None
+        while True:
+            line = (await proc.stdout.readline()).decode()
+            assert line, f"watch exited before {event}; output: {seen}"
+            seen.append(line)
+            if line.startswith("{") and json.loads(line).get("event") == event:
+                return dict(json.loads(line))
+
+    try:
+        async with asyncio.timeout(30):
+            await until("client.subscribed")
+            await until("client.refetch_done")
+            await results_stack.write(
+                Action(0, "answer", "act-define", pupil, body=json.dumps({"text": "hi"}))
+            )
+            message = await until("client.message")
+            assert message["broadcast_event"] == "result_cell"
+            proc.send_signal(signal.SIGINT)
+            rest, err = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, err.decode()
+    output = rest.decode()
+    assert "Define it" in output  # the activity columns
+    assert "●" in output  # the submitted cell
+    assert "messages 1" in output
+    assert "client.unsubscribed" in output
+
+
+async def test_watch_without_a_token_explains_what_is_needed() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("SUPABASE_JWT_SECRET",)}
+    env.pop("RESULTS_REALTIME_TEACHER_TOKEN", None)
+    proc = await asyncio.create_subprocess_exec(
+        CLI, "watch", "--group", "g", "--lesson", "l",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2
+    assert "--token" in err.decode()
+    assert "RESULTS_REALTIME_TEACHER_TOKEN" in err.decode()
