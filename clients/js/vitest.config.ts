@@ -1,0 +1,16 @@
+// Vitest: the hub tests need a running hub (started once by test/hub.setup.ts) and a WebSocket
+// global, which Node 20 only has behind --experimental-websocket (Node 22+ has it by default).
+import { defineConfig } from 'vitest/config';
+
+const needsWebSocketFlag = typeof (globalThis as { WebSocket?: unknown }).WebSocket === 'undefined';
+const execArgv = needsWebSocketFlag ? ['--experimental-websocket'] : [];
+
+export default defineConfig({
+  test: {
+    globalSetup: ['test/hub.setup.ts'],
+    pool: 'forks',
+    poolOptions: { forks: { execArgv } },
+    testTimeout: 30_000,
+    hookTimeout: 60_000,
+  },
+});
