@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from typing import Any
 
 import aiohttp
 import asyncpg
@@ -12,53 +10,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from daemon.localpg import free_port
-from tests.support.capture_server import CaptureServer, seq_of
+from tests.support.capture_server import CaptureServer
+from tests.support.cells import assert_gapless, cell_is, cells_of, last_cell
 from tests.support.daemon import fast_settings, running
 from tests.support.school import School, seed_school, submit_text
 from tests.support.waiting import eventually
-
-Cell = dict[str, Any]
-
-
-def cells_of(message: dict[str, Any]) -> list[Cell]:
-    payload = message["payload"]
-    if message["event"] == "result_cells":
-        return list(payload["cells"])
-    if message["event"] == "result_cell":
-        return [payload]
-    return []
-
-
-def last_cell(server: CaptureServer, channel: str, activity: str, pupil: object) -> Cell | None:
-    """The latest state of one cell among the accepted messages of a channel."""
-    found = None
-    for message in server.by_channel().get(channel, []):
-        for cell in cells_of(message):
-            if cell["activityId"] == activity and cell["pupilId"] == str(pupil):
-                found = cell
-    return found
-
-
-def cell_is(
-    channel: str, activity: str, pupil: object, **expected: Any
-) -> Callable[[CaptureServer], bool]:
-    def check(server: CaptureServer) -> bool:
-        cell = last_cell(server, channel, activity, pupil)
-        return cell is not None and all(cell.get(k) == v for k, v in expected.items())
-
-    return check
-
-
-def assert_gapless(server: CaptureServer) -> None:
-    """Per channel: seq starts at 1, goes up by exactly one, and prevSeq chains (dups allowed)."""
-    for channel, messages in server.by_channel().items():
-        seqs = [seq_of(m) for m in messages]
-        distinct = sorted(set(seqs))
-        assert distinct == list(range(1, len(distinct) + 1)), (channel, seqs)
-        assert seqs == sorted(seqs), f"{channel}: published out of order: {seqs}"
-        for message in messages:
-            seq, prev = message["payload"]["seq"], message["payload"]["prevSeq"]
-            assert prev == (seq - 1 if seq > 1 else None), (channel, seq, prev)
 
 
 @pytest.fixture

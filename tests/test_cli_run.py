@@ -1,0 +1,146 @@
+"""`results-realtime run` as a subprocess: signals, crash recovery, failover (acceptance)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+
+from daemon.localpg import free_port
+from tests.support.capture_server import CaptureServer
+from tests.support.cells import assert_gapless, cell_is
+from tests.support.process import CliProcess, cli_env, run_cli
+from tests.support.school import School, seed_school, submit_text
+from tests.support.waiting import eventually
+
+
+async def start_daemon(
+    database_url: str, server: CaptureServer, cwd: Path, health_port: int = 0, **env: str
+) -> CliProcess:
+    process = await CliProcess.start(
+        ["run", "--health-port", str(health_port)], cli_env(database_url, server.url, **env), cwd
+    )
+    await process.wait_event("daemon.started")
+    return process
+
+
+async def final_states(db: asyncpg.Connection) -> dict[tuple[str, str], str]:
+    rows = await db.fetch(
+        "select activity_id, user_id::text as pupil,"
+        " results_realtime.iso_utc_v1(submitted_at) as at from submissions"
+    )
+    return {(r["activity_id"], r["pupil"]): r["at"] for r in rows}
+
+
+async def test_help_explains_the_daemon(tmp_path: Path) -> None:
+    code, out, _ = await run_cli(["run", "--help"], cli_env(None, None), tmp_path)
+    assert code == 0
+    for words in ("--health-port", "SIGTERM", "RESULTS_REALTIME_ENABLED", "/healthz"):
+        assert words in out
+
+
+async def test_unreachable_database_exits_3(tmp_path: Path, capture_server: CaptureServer) -> None:
+    dsn = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
+    code, _, err = await run_cli(["run"], cli_env(dsn, capture_server.url), tmp_path)
+    assert code == 3
+    assert "cannot connect to PostgreSQL" in err
+
+
+async def test_sigterm_exits_zero_within_the_bound_even_mid_publish(
+    database_url: str, db: asyncpg.Connection, capture_server: CaptureServer, tmp_path: Path
+) -> None:
+    school = await seed_school(db)
+    async with await start_daemon(
+        database_url,
+        capture_server,
+        tmp_path,
+        RESULTS_REALTIME_PUBLISH_RETRY_MAX_ATTEMPTS="1000",
+        RESULTS_REALTIME_DAEMON_SHUTDOWN_TIMEOUT_S="5",
+    ) as daemon:
+        await daemon.wait_event("leader.acquired")
+        capture_server.fail_next(1000, "timeout")  # Realtime hangs: a publish is in flight
+        await submit_text(db, "a-text", school.pupils[0], "in flight")
+        await capture_server.wait_for_requests(1)
+        daemon.signal(signal.SIGTERM)
+        code = await daemon.wait(deadline_s=10)
+    assert code == 0
+    assert daemon.seen("daemon.stopped")
+    # the message stayed staged: nothing was lost
+    assert await db.fetchval("select count(*) from results_realtime.outbox_messages") == 1
+
+
+async def test_sigkill_mid_burst_then_restart_delivers_every_final_state(
+    database_url: str, db: asyncpg.Connection, capture_server: CaptureServer, tmp_path: Path
+) -> None:
+    school = await seed_school(db)
+    cells = [(a, p) for a in ("a-text", "a-choice") for p in school.pupils]
+    writer_db = await asyncpg.connect(database_url)
+
+    async def burst(rounds: range) -> None:
+        for n in rounds:
+            for activity, pupil in cells:
+                await submit_text(writer_db, activity, pupil, f"v{n}")
+
+    try:
+        async with await start_daemon(database_url, capture_server, tmp_path) as first:
+            await first.wait_event("leader.acquired")
+            writing = asyncio.create_task(burst(range(30)))
+            await capture_server.wait_until(lambda s: len(s.accepted) >= 5)
+            first.proc.kill()  # SIGKILL in the middle of the burst
+            assert await first.wait() == -signal.SIGKILL
+            await writing
+        await burst(range(30, 35))  # more changes while no daemon runs
+        expected = await final_states(db)
+        async with await start_daemon(database_url, capture_server, tmp_path) as second:
+            for (activity, pupil), at in expected.items():
+                await capture_server.wait_until(
+                    cell_is(school.channel(), activity, pupil, submittedAt=at), deadline_s=30
+                )
+            second.signal(signal.SIGTERM)
+            assert await second.wait() == 0
+    finally:
+        await writer_db.close()
+    assert_gapless(capture_server)
+
+
+async def test_standby_takes_over_when_the_leader_is_killed(
+    database_url: str, db: asyncpg.Connection, capture_server: CaptureServer, tmp_path: Path
+) -> None:
+    school: School = await seed_school(db)
+    ports = (free_port(), free_port())
+    daemons = [await start_daemon(database_url, capture_server, tmp_path, p) for p in ports]
+    try:
+        await asyncio.wait(
+            [asyncio.ensure_future(d.wait_event("leader.acquired")) for d in daemons],
+            return_when=asyncio.FIRST_COMPLETED,
+            timeout=15,
+        )
+        async with aiohttp.ClientSession() as http:
+            roles = []
+            for port in ports:
+                async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
+                    assert response.status == 200
+                    roles.append((await response.json())["leader"])
+        assert sorted(roles) == [False, True]
+        leader, standby = (daemons[0], daemons[1]) if roles[0] else (daemons[1], daemons[0])
+        await submit_text(db, "a-text", school.pupils[0], "before")
+        await capture_server.wait_until(cell_is(school.channel(), "a-text", school.pupils[0]))
+        # acknowledged: killing the leader now must not cause a redelivery
+        await eventually(
+            lambda: db.fetchval("select count(*) = 0 from results_realtime.outbox_messages"),
+            what="the ack",
+        )
+        leader.proc.kill()
+        await leader.wait()
+        await submit_text(db, "a-text", school.pupils[1], "after the leader died")
+        await standby.wait_event("leader.acquired", deadline_s=5)
+        await capture_server.wait_until(cell_is(school.channel(), "a-text", school.pupils[1]))
+    finally:
+        for daemon in daemons:
+            await daemon.kill()
+    keys = capture_server.received()
+    assert len(keys) == len(set(keys))
+    assert_gapless(capture_server)
