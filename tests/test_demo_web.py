@@ -1,0 +1,115 @@
+"""The demo web server: page assets, per-group config, the refetch endpoint's authorization."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pytest
+
+from daemon.demo.seed import School, seed
+from daemon.demo.web import PageGroup, PageSettings, bind, build_app, start_web
+from daemon.errors import PortInUseError
+from daemon.tokens import mint_token
+from tests.fixtures.client import LESSON
+
+
+@pytest.fixture
+async def web(
+    database_url: str, jwt_secret: str, small_school: School, tmp_path: Path
+) -> AsyncIterator[tuple[str, School]]:
+    conn = await asyncpg.connect(database_url)
+    await seed(conn, small_school)
+    await conn.close()
+    for name in ("index.html", "page.css", "demo-page.js"):
+        (tmp_path / name).write_text(f"/* {name} */")
+    tokens = {
+        g.id: mint_token(jwt_secret, role="authenticated", sub=small_school.teacher_of(g.id).id)
+        for g in small_school.groups
+    }
+    settings = PageSettings(
+        supabase_url="http://127.0.0.1:1",
+        anon_key="anon",
+        jwt_secret=jwt_secret,
+        lesson_id=LESSON,
+        title="Photosynthesis",
+        groups=tuple(PageGroup(g.id, g.name, tokens[g.id]) for g in small_school.groups),
+        names=small_school.names,
+        enabled=True,
+        poll_interval_s=5,
+    )
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    sock = bind("127.0.0.1", 0, what="test page")
+    runner = await start_web(build_app(pool, settings, tmp_path), sock)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}", small_school
+    finally:
+        await runner.cleanup()
+        await pool.close()
+
+
+async def _read(base: str, token: str | None, body: object) -> tuple[int, object]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{base}/api/read_assignment_results", json=body, headers=headers) as response,
+    ):
+        return response.status, await response.json()
+
+
+async def test_assets_and_config_are_served(web: tuple[str, School]) -> None:
+    base, school = web
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/demo-page.js") as response:
+            assert response.status == 200
+            assert response.content_type == "application/javascript"
+            assert "demo-page.js" in await response.text()
+        async with http.get(f"{base}/") as response:
+            assert response.content_type == "text/html"
+        async with http.get(f"{base}/config.json?group=grp-7b") as response:
+            config = await response.json()
+    assert config["groupId"] == "grp-7b"
+    assert config["lessonId"] == LESSON
+    assert [g["id"] for g in config["groups"]] == ["grp-7a", "grp-7b"]
+    assert config["names"][school.pupils_of("grp-7b")[0].id] == school.pupils_of("grp-7b")[0].name
+
+
+async def test_refetch_runs_under_the_teachers_claims(
+    web: tuple[str, School], jwt_secret: str
+) -> None:
+    base, school = web
+    teacher_a = mint_token(jwt_secret, role="authenticated", sub=school.teacher_of("grp-7a").id)
+    status, body = await _read(base, teacher_a, {"group_id": "grp-7a", "lesson_id": LESSON})
+    assert status == 200
+    assert isinstance(body, dict)
+    assert len(body["cells"]) == 3 * 6
+    pupil = school.pupils_of("grp-7a")[1].id
+    status, body = await _read(
+        base, teacher_a, {"group_id": "grp-7a", "lesson_id": LESSON, "pupil_id": pupil}
+    )
+    assert status == 200
+    assert isinstance(body, dict)
+    assert {c["pupilId"] for c in body["cells"]} == {pupil}
+    # The other group's teacher, a pupil, no token, a forged token: refused.
+    teacher_b = mint_token(jwt_secret, role="authenticated", sub=school.teacher_of("grp-7b").id)
+    assert (await _read(base, teacher_b, {"group_id": "grp-7a", "lesson_id": LESSON}))[0] == 403
+    pupil_token = mint_token(jwt_secret, role="authenticated", sub=pupil)
+    assert (await _read(base, pupil_token, {"group_id": "grp-7a", "lesson_id": LESSON}))[0] == 403
+    assert (await _read(base, None, {"group_id": "grp-7a", "lesson_id": LESSON}))[0] == 401
+    forged = mint_token("x" * 40, role="authenticated", sub=school.teacher_of("grp-7a").id)
+    assert (await _read(base, forged, {"group_id": "grp-7a", "lesson_id": LESSON}))[0] == 401
+    assert (await _read(base, teacher_a, {"group_id": "grp-7a"}))[0] == 400
+    assert (await _read(base, teacher_a, {"group_id": "grp-7a", "lesson_id": LESSON,
+                                          "pupil_id": "nope"}))[0] == 400  # fmt: skip
+
+
+def test_a_taken_port_is_reported_clearly() -> None:
+    first = bind("127.0.0.1", 0, what="demo web page")
+    try:
+        port = first.getsockname()[1]
+        with pytest.raises(PortInUseError, match=f"127.0.0.1:{port}.*already in use"):
+            bind("127.0.0.1", port, what="demo web page")
+    finally:
+        first.close()
