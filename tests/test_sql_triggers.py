@@ -1,0 +1,259 @@
+"""The triggers: every write becomes the right outbox row, the flag and the doorbell are obeyed,
+and nothing we do can make the writer's statement fail."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import asyncpg
+import pytest
+
+from daemon.pipeline.store import NOTIFY_CHANNEL, Store
+from tests.fixtures.pipeline import School
+
+
+async def test_text_submission_is_recorded_as_pupil_insert(school: School) -> None:
+    await school.submit("A1", school.p1, {"text": "Gravity pulls"})
+    assert await school.outbox() == [("A1", school.p1, "insert", "pupil")]
+
+
+async def test_resubmission_ai_and_teacher_marks_and_delete_have_their_sources(
+    school: School,
+) -> None:
+    await school.submit("A1", school.p1, {"text": "first"})
+    await school.submit("A1", school.p1, {"text": "second"})
+    await school.ai_mark("A1", school.p1, 6)
+    await school.teacher_mark("A1", school.p1, 8)
+    await school.delete("A1", school.p1)
+    assert await school.outbox() == [
+        ("A1", school.p1, "insert", "pupil"),
+        ("A1", school.p1, "update", "pupil"),
+        ("A1", school.p1, "update", "ai"),
+        ("A1", school.p1, "update", "teacher"),
+        ("A1", school.p1, "delete", "system"),
+    ]
+
+
+async def test_insert_that_already_carries_a_mark_is_attributed_to_the_marker(
+    school: School,
+) -> None:
+    await school.conn.execute(
+        "insert into public.submissions (activity_id, user_id, teacher_score) values ($1, $2, 5)",
+        "A1",
+        school.p1,
+    )
+    await school.conn.execute(
+        "insert into public.submissions (activity_id, user_id, ai_score) values ($1, $2, 4)",
+        "A2",
+        school.p1,
+    )
+    assert await school.outbox() == [
+        ("A1", school.p1, "insert", "teacher"),
+        ("A2", school.p1, "insert", "ai"),
+    ]
+
+
+async def test_update_of_irrelevant_columns_only_records_nothing(school: School) -> None:
+    await school.submit("A1", school.p1, {"text": "x"})
+    await school.conn.execute("delete from results_realtime.outbox")
+    await school.conn.execute("update public.submissions set updated_at = now() + interval '1 s'")
+    assert await school.outbox() == []
+
+
+async def test_moving_a_submission_records_both_cells(school: School) -> None:
+    await school.submit("A1", school.p1, {"text": "x"})
+    await school.conn.execute("delete from results_realtime.outbox")
+    await school.conn.execute("update public.submissions set activity_id = 'A3'")
+    assert sorted(await school.outbox()) == [
+        ("A1", school.p1, "update", "system"),
+        ("A3", school.p1, "update", "system"),
+    ]
+
+
+async def test_one_statement_over_many_rows_records_each_row(school: School) -> None:
+    await school.conn.execute(
+        "insert into public.submissions (activity_id, user_id, body)"
+        " select 'A1', gen_random_uuid(), '{\"text\": \"x\"}' from generate_series(1, 300)"
+    )
+    await school.conn.execute("update public.submissions set ai_score = 3")
+    counts = await school.conn.fetch(
+        "select op, source, count(*) from results_realtime.outbox group by 1, 2 order by 1"
+    )
+    assert [tuple(r) for r in counts] == [("insert", "pupil", 300), ("update", "ai", 300)]
+
+
+async def test_upsert_records_the_insert_then_the_update(school: School) -> None:
+    for score in (5, 6):
+        await school.conn.execute(
+            "insert into public.submissions (activity_id, user_id, teacher_score)"
+            " values ('A1', $1, $2) on conflict (activity_id, user_id)"
+            " do update set teacher_score = excluded.teacher_score",
+            school.p1,
+            score,
+        )
+    assert await school.outbox() == [
+        ("A1", school.p1, "insert", "teacher"),
+        ("A1", school.p1, "update", "teacher"),
+    ]
+
+
+async def test_upload_insert_overwrite_move_and_delete(school: School) -> None:
+    path = school.path("A2", school.p2)
+    await school.upload(path)
+    await school.conn.execute(
+        "update storage.objects set updated_at = now() + interval '1 s' where name = $1", path
+    )
+    moved = school.path("A3", school.p2)
+    await school.conn.execute("update storage.objects set name = $2 where name = $1", path, moved)
+    await school.delete_upload(moved)
+    assert await school.outbox() == [
+        ("A2", school.p2, "insert", "upload"),
+        ("A2", school.p2, "update", "upload"),
+        ("A2", school.p2, "delete", "upload"),
+        ("A3", school.p2, "insert", "upload"),
+        ("A3", school.p2, "delete", "upload"),
+    ]
+    names = await school.conn.fetch("select object_name from results_realtime.outbox order by id")
+    assert [r[0] for r in names] == [path, path, path, moved, moved]
+
+
+@pytest.mark.parametrize(
+    ("bucket", "name"),
+    [
+        ("avatars", "L1/A2/{p}/photo.png"),  # another bucket
+        ("submissions", "L1/A2/photo.png"),  # too few parts
+        ("submissions", "L1/A2/not-a-uuid/photo.png"),  # the pupil is not a uuid
+        ("submissions", "L1/NOPE/{p}/photo.png"),  # unknown activity
+        ("submissions", "L2/A2/{p}/photo.png"),  # activity of another lesson
+        ("submissions", "L1/A2/{p}/"),  # a folder, no file
+        ("submissions", "L1/A2/{p}/.emptyFolderPlaceholder"),  # Storage's folder marker
+        ("submissions", ""),
+    ],
+)
+async def test_unmappable_object_records_nothing_and_raises_nothing(
+    school: School, bucket: str, name: str
+) -> None:
+    await school.upload(name.format(p=school.p1), bucket=bucket)
+    await school.conn.execute("update storage.objects set metadata = '{}'")
+    await school.conn.execute("delete from storage.objects")
+    assert await school.outbox() == []
+
+
+async def test_object_cell_maps_a_valid_path(school: School) -> None:
+    row = await school.conn.fetchrow(
+        "select * from results_realtime.object_cell_v1('submissions', $1)",
+        school.path("A2", school.p1, "deep/er/file.pdf"),
+    )
+    assert row is not None
+    assert tuple(row) == ("L1", "A2", uuid.UUID(school.p1))
+
+
+async def test_flag_off_records_nothing_and_on_again_records(school: School, store: Store) -> None:
+    await store.set_enabled(False)
+    assert await store.get_enabled() is False
+    await school.submit("A1", school.p1, {"text": "while off"})
+    await school.upload(school.path("A2", school.p1))
+    assert await school.outbox() == []
+    await store.set_enabled(True)
+    assert await store.get_enabled() is True
+    await school.submit("A1", school.p2, {"text": "on again"})
+    assert await school.outbox() == [("A1", school.p2, "insert", "pupil")]
+
+
+async def test_set_enabled_restores_a_missing_state_row(school: School, store: Store) -> None:
+    await school.conn.execute("delete from results_realtime.runtime_state")
+    assert await store.get_enabled() is False
+    await school.submit("A1", school.p1, {"text": "no state row: recorded nowhere"})
+    await store.set_enabled(True)
+    await school.submit("A1", school.p2, {"text": "x"})
+    assert await school.outbox() == [("A1", school.p2, "insert", "pupil")]
+
+
+async def _listener(database_url: str) -> tuple[asyncpg.Connection, asyncio.Queue[str]]:
+    conn = await asyncpg.connect(database_url)
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    await conn.add_listener(NOTIFY_CHANNEL, lambda *args: heard.put_nowait(args[3]))
+    return conn, heard
+
+
+async def test_armed_doorbell_rings_once_per_writing_transaction(
+    school: School, store: Store, database_url: str
+) -> None:
+    listener, heard = await _listener(database_url)
+    try:
+        await store.arm_doorbell()
+        async with school.conn.transaction():
+            await school.submit("A1", school.p1, {"text": "a"})
+            await school.submit("A1", school.p2, {"text": "b"})
+        assert await asyncio.wait_for(heard.get(), timeout=10) == ""
+        await school.conn.execute("select pg_notify($1, 'sentinel')", NOTIFY_CHANNEL)
+        assert await asyncio.wait_for(heard.get(), timeout=10) == "sentinel"
+    finally:
+        await listener.close()
+
+
+async def test_disarmed_doorbell_stays_silent_but_the_change_is_recorded(
+    school: School, store: Store, database_url: str
+) -> None:
+    listener, heard = await _listener(database_url)
+    try:
+        await store.disarm_doorbell()
+        await store.disarm_doorbell()  # idempotent
+        await school.submit("A1", school.p1, {"text": "quiet"})
+        await school.upload(school.path("A2", school.p1))
+        # Notifications arrive in commit order: the sentinel first means no doorbell was rung.
+        await school.conn.execute("select pg_notify($1, 'sentinel')", NOTIFY_CHANNEL)
+        assert await asyncio.wait_for(heard.get(), timeout=10) == "sentinel"
+        assert len(await school.outbox()) == 2
+        await store.arm_doorbell()
+        await school.submit("A1", school.p2, {"text": "loud"})
+        assert await asyncio.wait_for(heard.get(), timeout=10) == ""
+    finally:
+        await listener.close()
+
+
+async def test_a_broken_adapter_warns_and_the_upload_still_commits(school: School) -> None:
+    await school.conn.execute(
+        """
+        create or replace function results_realtime.object_cell_v1(
+            bucket_id text, name text,
+            out lesson_id text, out activity_id text, out pupil_id uuid)
+        language plpgsql stable as $$ begin raise exception 'adapter bug'; end $$
+        """
+    )
+    warnings: list[str] = []
+    school.conn.add_log_listener(lambda _conn, msg: warnings.append(str(msg)))
+    await school.upload(school.path("A2", school.p1))
+    assert await school.conn.fetchval("select count(*) from storage.objects") == 1
+    assert await school.outbox() == []
+    assert any("adapter bug" in w and "results_realtime_insert_v1" in w for w in warnings), warnings
+
+
+async def test_a_broken_schema_warns_and_the_submission_still_commits(school: School) -> None:
+    await school.conn.execute("drop table results_realtime.runtime_state")
+    warnings: list[str] = []
+    school.conn.add_log_listener(lambda _conn, msg: warnings.append(str(msg)))
+    await school.submit("A1", school.p1, {"text": "still saved"})
+    body = await school.conn.fetchval("select body::text from public.submissions")
+    assert json.loads(body) == {"text": "still saved"}
+    assert any("runtime_state" in w for w in warnings), warnings
+
+
+async def test_writers_without_table_privileges_still_record(
+    school: School, database_url: str
+) -> None:
+    """Supabase writers (authenticated, the storage admin) cannot touch our tables themselves."""
+    await school.conn.execute(
+        "grant select, insert, update on public.submissions to authenticated;"
+        "grant select, insert on storage.objects to authenticated"
+    )
+    async with school.conn.transaction():
+        await school.conn.execute("set local role authenticated")
+        await school.submit("A1", school.p1, {"text": "as a pupil"})
+        await school.upload(school.path("A2", school.p1))
+    assert await school.outbox() == [
+        ("A1", school.p1, "insert", "pupil"),
+        ("A2", school.p1, "insert", "upload"),
+    ]
