@@ -92,6 +92,7 @@ class DemoStack:
             "hubUrl": self.hub_url,
             "webUrl": self.web_url,
             "anonKey": mint_token(self.jwt_secret, role="anon", ttl_s=12 * 3600),
+            "serviceRoleKey": mint_token(self.jwt_secret, role="service_role", ttl_s=12 * 3600),
             "lessonId": school.lesson_id,
             "groups": [
                 {

@@ -4,6 +4,10 @@ Run by the vitest global setup. It prints one line,
     {"url", "jwtSecret", "anonKey", "serviceRoleKey", "teacherToken", "pupilToken", "topic"}
 and serves until its stdin closes (the parent exited or finished), then cleans everything up.
 Uses DATABASE_URL's server when set, otherwise a throwaway local PostgreSQL.
+
+With --stack it runs the demo's whole stack instead (seeded school, hub, daemon, demo web page;
+no simulated lesson) for the end-to-end client and browser tests, and prints the demo's
+`demo.ready` JSON line (databaseUrl, hubUrl, webUrl, anonKey, groups with teacher tokens...).
 """
 
 from __future__ import annotations
@@ -72,11 +76,36 @@ async def main(server_dsn: str) -> None:
         await admin.close()
 
 
+async def stack_main(server_dsn: str) -> None:
+    """--stack: the demo stack on a fresh database of the server."""
+    from daemon.config import Settings
+    from daemon.demo.runner import DemoOptions, demo_stack
+
+    name = f"rr_js_stack_{os.getpid()}"
+    admin = await asyncpg.connect(server_dsn or None)
+    await admin.execute(f'drop database if exists "{name}"')
+    await admin.execute(f'create database "{name}"')
+    base, _, _ = server_dsn.rpartition("/")
+    dsn = f"{base}/{name}" if server_dsn else f"postgresql:///{name}"
+    settings = Settings().model_copy(
+        update={"database": Settings().database.model_copy(update={"url": dsn})}
+    )
+    options = DemoOptions(web_port=0, hub_port=0, simulate=False, live=False)
+    try:
+        async with demo_stack(settings, options) as stack:
+            print(json.dumps(stack.ready_info()), flush=True)
+            await _stdin_closed()
+    finally:
+        await admin.execute(f'drop database if exists "{name}" with (force)')
+        await admin.close()
+
+
 if __name__ == "__main__":
     configure_logging(level="warning", json=True)
+    entry = stack_main if "--stack" in sys.argv[1:] else main
     configured = configured_dsn()
     if configured is not None:
-        asyncio.run(main(configured))
+        asyncio.run(entry(configured))
     else:
         with LocalPostgres() as pg:
-            asyncio.run(main(pg.dsn))
+            asyncio.run(entry(pg.dsn))

@@ -1,0 +1,188 @@
+// subscribeAssignmentResults with the real supabase-js against the hub, fed by the real daemon:
+// join, patch, refresh, gap, reconnect, flag-off polling.
+import { createClient, type SupabaseClient } from '@supabase/supabase-js';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+
+import { getCell, subscribeAssignmentResults } from '../src/index.js';
+import type { AssignmentSubscription, ConnectionStatus, MatrixState } from '../src/index.js';
+import {
+  answer,
+  broadcast,
+  refetchVia,
+  reserveSeq,
+  startStack,
+  type Stack,
+  type StackInfo,
+} from './support/stack.js';
+
+let stack: Stack;
+let info: StackInfo;
+const open: { sub: AssignmentSubscription; supabase: SupabaseClient }[] = [];
+
+beforeAll(async () => {
+  stack = await startStack();
+  info = stack.info;
+}, 120_000);
+afterAll(async () => stack?.stop());
+afterEach(async () => {
+  for (const { sub, supabase } of open.splice(0)) {
+    await sub.unsubscribe();
+    await supabase.removeAllChannels();
+  }
+});
+
+/** Every WebSocket supabase-js opens, so a test can cut the connection under it. */
+const sockets: WebSocket[] = [];
+class TrackedWebSocket extends WebSocket {
+  constructor(url: string | URL, protocols?: string | string[]) {
+    super(url, protocols);
+    sockets.push(this);
+  }
+}
+
+interface Watched {
+  sub: AssignmentSubscription;
+  statuses: ConnectionStatus[];
+  refetches: string[];
+  until(predicate: (state: MatrixState) => boolean, what: string): Promise<MatrixState>;
+}
+
+function watch(groupIndex: number, options: { enabled?: boolean; pollIntervalMs?: number } = {}): Watched {
+  const group = info.groups[groupIndex];
+  const supabase = createClient(info.hubUrl, info.anonKey, {
+    accessToken: async () => group.teacherToken,
+    realtime: { transport: TrackedWebSocket as unknown as typeof WebSocket },
+  });
+  const statuses: ConnectionStatus[] = [];
+  const refetches: string[] = [];
+  const waiters = new Set<() => void>();
+  const sub = subscribeAssignmentResults(
+    supabase,
+    { groupId: group.id, lessonId: info.lessonId },
+    {
+      refetch: refetchVia(info, group.teacherToken, refetches),
+      onChange: () => waiters.forEach((wake) => wake()),
+      onStatus: (status) => {
+        statuses.push(status);
+        waiters.forEach((wake) => wake());
+      },
+    },
+    { maxBackoffMs: 500, ...options },
+  );
+  open.push({ sub, supabase });
+  const until = (predicate: (state: MatrixState) => boolean, what: string) =>
+    new Promise<MatrixState>((resolve, reject) => {
+      const check = () => {
+        if (predicate(sub.getState())) {
+          waiters.delete(check);
+          clearTimeout(timer);
+          resolve(sub.getState());
+        }
+      };
+      const timer = setTimeout(() => {
+        waiters.delete(check);
+        reject(new Error(`${what}: not reached in 15 s; state ${JSON.stringify(sub.getState().counters)}`));
+      }, 15_000);
+      waiters.add(check);
+      check();
+    });
+  return { sub, statuses, refetches, until };
+}
+
+const statusIs = (pupil: string, activity: string, status: string) => (state: MatrixState) =>
+  getCell(state, pupil, activity)?.status === status;
+
+describe('subscribeAssignmentResults against the hub and the daemon', () => {
+  it('joins, loads the matrix and patches cells in place', async () => {
+    const w = watch(0);
+    const loaded = await w.until((s) => s.loaded && w.sub.getStatus() === 'subscribed', 'loaded');
+    expect(loaded.activities).toHaveLength(6);
+    expect(loaded.pupilIds).toHaveLength(14);
+    const pupil = info.groups[0].pupilIds[0];
+    await answer(info, pupil, 'act-define', 'light and water');
+    const state = await w.until(statusIs(pupil, 'act-define', 'submitted'), 'patched');
+    expect(getCell(state, pupil, 'act-define')?.needsMarking).toBe(true);
+    expect(state.counters.received).toBeGreaterThanOrEqual(1);
+    expect(state.counters.gaps).toBe(0);
+    expect(w.refetches).toEqual(['assignment']);
+    expect(w.statuses).toContain('subscribed');
+  });
+
+  it('refetches the cell a result_refresh names', async () => {
+    const w = watch(0);
+    await w.until((s) => s.loaded && w.sub.getStatus() === 'subscribed', 'loaded');
+    const [pupil, other] = info.groups[0].pupilIds.slice(3, 5);
+    await answer(info, other, 'act-define', 'so the channel has a seq');
+    await w.until(statusIs(other, 'act-define', 'submitted'), 'first message');
+    await answer(info, pupil, 'act-explain', 'unseen', true);
+    await answer(info, other, 'act-explain', 'unseen too', true);
+    const seq = await reserveSeq(info, info.groups[0].id);
+    await broadcast(info, info.groups[0].id, 'result_refresh', {
+      assignmentId: `${info.groups[0].id}__${info.lessonId}`,
+      groupId: info.groups[0].id,
+      lessonId: info.lessonId,
+      scope: 'cell',
+      pupilId: pupil,
+      activityId: 'act-explain',
+      reason: 'too_large',
+      eventId: `test:${seq}`,
+      seq,
+      prevSeq: seq - 1,
+    });
+    const state = await w.until(statusIs(pupil, 'act-explain', 'submitted'), 'refreshed cell');
+    expect(state.counters.refreshes).toBe(1);
+    expect(state.lastSeq).toBe(seq);
+    expect(getCell(state, other, 'act-explain')?.status).toBe('not_submitted');
+    expect(w.refetches).toEqual(['assignment', pupil]);
+  });
+
+  it('refetches the whole assignment once on a gap', async () => {
+    const w = watch(0);
+    await w.until((s) => s.loaded && w.sub.getStatus() === 'subscribed', 'loaded');
+    const [pupil, other] = info.groups[0].pupilIds.slice(5, 7);
+    await answer(info, pupil, 'act-define', 'before the gap');
+    await w.until(statusIs(pupil, 'act-define', 'submitted'), 'before');
+    await answer(info, other, 'act-explain', 'lost with the message', true);
+    const lost = await reserveSeq(info, info.groups[0].id);
+    await answer(info, pupil, 'act-quiz-1', 'after the gap');
+    const state = await w.until(
+      (s) =>
+        s.counters.gaps === 1 &&
+        !s.assignmentRefetchPending &&
+        statusIs(other, 'act-explain', 'submitted')(s) &&
+        statusIs(pupil, 'act-quiz-1', 'submitted')(s),
+      'gap filled',
+    );
+    expect(state.lastSeq).toBeGreaterThan(lost);
+    expect(w.refetches).toEqual(['assignment', 'assignment']);
+  });
+
+  it('rejoins after the connection drops and refetches what it missed', async () => {
+    const w = watch(1);
+    await w.until((s) => s.loaded && w.sub.getStatus() === 'subscribed', 'loaded');
+    const [pupil, other] = info.groups[1].pupilIds.slice(0, 2);
+    const socket = sockets.at(-1);
+    expect(socket).toBeDefined();
+    await answer(info, pupil, 'act-quiz-2', 'written while away', true);
+    socket?.close(4000, 'test: network drop');
+    const state = await w.until(
+      (s) => statusIs(pupil, 'act-quiz-2', 'submitted')(s) && w.sub.getStatus() === 'subscribed',
+      'rejoined and refetched',
+    );
+    expect(w.refetches.filter((r) => r === 'assignment').length).toBeGreaterThanOrEqual(2);
+    expect(state.loaded).toBe(true);
+    await answer(info, other, 'act-define', 'live again');
+    await w.until(statusIs(other, 'act-define', 'submitted'), 'live messages after the rejoin');
+  });
+
+  it('polls without subscribing when realtime is switched off', async () => {
+    const w = watch(1, { enabled: false, pollIntervalMs: 100 });
+    await w.until((s) => s.loaded, 'loaded by polling');
+    const pupil = info.groups[1].pupilIds[5];
+    await answer(info, pupil, 'act-photo', 'polled', true);
+    const state = await w.until(statusIs(pupil, 'act-photo', 'submitted'), 'polled change');
+    expect(w.sub.getStatus()).toBe('polling');
+    expect(state.counters.received).toBe(0);
+    expect(open.at(-1)?.supabase.getChannels()).toHaveLength(0);
+  });
+});
