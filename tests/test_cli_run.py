@@ -8,6 +8,7 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
+import pytest
 
 from daemon.localpg import free_port
 from tests.support.capture_server import CaptureServer
@@ -49,8 +50,13 @@ async def test_unreachable_database_exits_3(tmp_path: Path, capture_server: Capt
     assert "cannot connect to PostgreSQL" in err
 
 
-async def test_sigterm_exits_zero_within_the_bound_even_mid_publish(
-    database_url: str, db: asyncpg.Connection, capture_server: CaptureServer, tmp_path: Path
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_signal_exits_zero_within_the_bound_even_mid_publish(
+    database_url: str,
+    db: asyncpg.Connection,
+    capture_server: CaptureServer,
+    tmp_path: Path,
+    sig: signal.Signals,
 ) -> None:
     school = await seed_school(db)
     async with await start_daemon(
@@ -64,7 +70,7 @@ async def test_sigterm_exits_zero_within_the_bound_even_mid_publish(
         capture_server.fail_next(1000, "timeout")  # Realtime hangs: a publish is in flight
         await submit_text(db, "a-text", school.pupils[0], "in flight")
         await capture_server.wait_for_requests(1)
-        daemon.signal(signal.SIGTERM)
+        daemon.signal(sig)
         code = await daemon.wait(deadline_s=10)
     assert code == 0
     assert daemon.seen("daemon.stopped")

@@ -43,12 +43,16 @@ class Outcomes:
 
     acked: list[int] = field(default_factory=list)
     dead: list[tuple[int, int | None, str]] = field(default_factory=list)
+    failed_attempts: list[int] = field(default_factory=list)
 
     async def ack(self, ids: Sequence[int]) -> None:
         self.acked.extend(ids)
 
     async def dead_letter(self, ids: Sequence[int], *, status: int | None, body: str) -> None:
         self.dead.extend((i, status, body) for i in ids)
+
+    async def mark_attempt(self, ids: Sequence[int]) -> None:
+        self.failed_attempts.extend(ids)
 
 
 def settings(**overrides: Any) -> PublishSettings:
@@ -144,6 +148,7 @@ async def test_exhausted_retries_leave_messages_staged(capture_server: CaptureSe
             first = await publisher.publish(batch, outcomes)
             assert first.stalled
             assert first.accepted == 0
+            assert outcomes.failed_attempts == [1, 2]  # the chunk that could not go out
             assert outcomes.acked == []
             assert outcomes.dead == []
             second = await publisher.publish(batch, outcomes)

@@ -72,6 +72,8 @@ class Acknowledger(Protocol):
 
     async def dead_letter(self, ids: Sequence[int], *, status: int | None, body: str) -> None: ...
 
+    async def mark_attempt(self, ids: Sequence[int]) -> None: ...
+
 
 class _Throttled(RetryablePublishError):
     """A 429 (or 503) that may say how long to wait."""
@@ -162,7 +164,7 @@ class Publisher:
                 if not await self._isolate(chunk, sink, report):
                     return report
             except (RetryablePublishError, _Stalled) as exc:
-                self._stall(report, exc)
+                await self._stall(report, exc, chunk, sink)
                 return report
         return report
 
@@ -176,7 +178,7 @@ class Publisher:
             except RejectedPublishError as exc:
                 await self._dead_letter(message, exc, sink, report)
             except (RetryablePublishError, _Stalled) as exc:
-                self._stall(report, exc)
+                await self._stall(report, exc, [message], sink)
                 return False
         return True
 
@@ -267,7 +269,13 @@ class Publisher:
             reason=str(exc),
         )
 
-    def _stall(self, report: PublishReport, exc: PublishError) -> None:
+    async def _stall(
+        self,
+        report: PublishReport,
+        exc: PublishError,
+        chunk: Sequence[Publishable],
+        sink: Acknowledger,
+    ) -> None:
         report.stalled = True
         report.stall_reason = str(exc)
         log.error(
@@ -275,8 +283,13 @@ class Publisher:
             status=exc.status,
             reason=str(exc),
             body=exc.body,
+            messages=len(chunk),
             note="messages stay staged and are retried in the next cycle",
         )
+        try:
+            await sink.mark_attempt([m.id for m in chunk])
+        except Exception as mark_exc:  # bookkeeping only: never mask the stall itself
+            log.warning("publish.mark_attempt_failed", error=repr(mark_exc))
 
     async def _dead_letter(
         self,

@@ -19,6 +19,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import structlog
 
 from daemon import __version__
 from daemon.config import Settings, redact_dsn, redacted
@@ -65,6 +66,8 @@ class PipelineService:
         self.health: HealthServer | None = None
         self._lead_task: asyncio.Task[None] | None = None
         self._stalls = 0
+        self._terms = 0
+        self._cycles = 0
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -205,10 +208,12 @@ class PipelineService:
             await _first_of(self.leader.acquired, self._stopping)
             if self._stopping.is_set():
                 return
+            self._terms += 1
             try:
-                async with asyncio.TaskGroup() as term:
-                    term.create_task(self._work(), name="work")
-                    term.create_task(self._watch_leadership(), name="watch-leadership")
+                with structlog.contextvars.bound_contextvars(term=self._terms):
+                    async with asyncio.TaskGroup() as term:
+                        term.create_task(self._work(), name="work")
+                        term.create_task(self._watch_leadership(), name="watch-leadership")
             except* _LeadershipLost:
                 log.warning("pipeline.paused", reason="leadership lost; publishing stopped")
 
@@ -240,41 +245,49 @@ class PipelineService:
 
     async def _drain(self) -> None:
         """Publish and stage until both the stage and the outbox are empty."""
+        await self.store.disarm_doorbell()
+        while not self._stopping.is_set():
+            self._cycles += 1
+            with structlog.contextvars.bound_contextvars(cycle=self._cycles):
+                if not await self._step():
+                    return
+
+    async def _step(self) -> bool:
+        """One unit of work: publish what is staged, or stage more. False: nothing left."""
         assert self.publisher is not None
         store, publisher = self.store, self.publisher
         d = self.settings.daemon
-        await store.disarm_doorbell()
-        while not self._stopping.is_set():
-            pending = await store.pending(publisher.request_size * 4)
-            if pending:
-                report = await publisher.publish(pending, store)
-                if report.stalled:
-                    self._stalls += 1
-                    await self._pause(self._backoff(self._stalls))
-                else:
-                    self._stalls = 0
-                continue
-            budget_wait = publisher.budget_delay()
-            if budget_wait > 0:
-                await self._pause(budget_wait)  # the outbox keeps coalescing meanwhile
-                continue
-            result = await store.stage_batch(d.batch_size)
-            if result.claimed:
-                self.metrics.events_received.labels(kind="outbox_row").inc(result.claimed)
-                self.metrics.refreshes.inc(result.refreshes)
-            if result.skipped:
-                log.warning("stage.skipped", keys=result.skipped, note="unmappable or unenrichable")
-            if result.claimed == 0 and result.staged == 0:
-                return
-            log.debug(
-                "stage.batch",
-                claimed=result.claimed,
-                staged=result.staged,
-                cells=result.cells,
-                refreshes=result.refreshes,
-            )
-            if result.claimed < d.batch_size:
-                await self._pause(d.busy_poll_interval_ms / 1000)
+        pending = await store.pending(publisher.request_size * 4)
+        if pending:
+            report = await publisher.publish(pending, store)
+            if report.stalled:
+                self._stalls += 1
+                await self._pause(self._backoff(self._stalls))
+            else:
+                self._stalls = 0
+            return True
+        budget_wait = publisher.budget_delay()
+        if budget_wait > 0:
+            await self._pause(budget_wait)  # the outbox keeps coalescing meanwhile
+            return True
+        result = await store.stage_batch(d.batch_size)
+        if result.claimed:
+            self.metrics.events_received.labels(kind="outbox_row").inc(result.claimed)
+            self.metrics.refreshes.inc(result.refreshes)
+        if result.skipped:
+            log.warning("stage.skipped", keys=result.skipped, note="unmappable or unenrichable")
+        if result.claimed == 0 and result.staged == 0:
+            return False
+        log.debug(
+            "stage.batch",
+            claimed=result.claimed,
+            staged=result.staged,
+            cells=result.cells,
+            refreshes=result.refreshes,
+        )
+        if result.claimed < d.batch_size:
+            await self._pause(d.busy_poll_interval_ms / 1000)
+        return True
 
     async def _idle(self) -> None:
         assert self.listener is not None

@@ -1,0 +1,98 @@
+"""The daemon through failures of its database: outages, a killed leader session, flag changes."""
+
+from __future__ import annotations
+
+import aiohttp
+import asyncpg
+from structlog.contextvars import merge_contextvars
+from structlog.testing import capture_logs
+
+from daemon.localpg import free_port
+from tests.support.capture_server import CaptureServer
+from tests.support.cells import assert_gapless, cell_is
+from tests.support.daemon import fast_settings, running
+from tests.support.school import seed_school, submit_text
+from tests.support.tcp_proxy import TcpProxy
+from tests.support.waiting import eventually
+
+
+async def healthz(http: aiohttp.ClientSession, port: int) -> tuple[int, dict[str, object]]:
+    async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
+        return response.status, await response.json()
+
+
+async def test_database_outage_is_reported_and_survived(
+    pg_proxy: TcpProxy, db: asyncpg.Connection, capture_server: CaptureServer
+) -> None:
+    school = await seed_school(db)
+    port = free_port()
+    settings = fast_settings(capture_server.url, daemon={"health_port": port})
+    with capture_logs() as logs:
+        async with running(pg_proxy.dsn(), settings), aiohttp.ClientSession() as http:
+            await submit_text(db, "a-text", school.pupils[0], "before")
+            await capture_server.wait_until(cell_is(school.channel(), "a-text", school.pupils[0]))
+            assert (await healthz(http, port))[0] == 200
+            pg_proxy.refuse()
+            pg_proxy.cut()  # every daemon connection drops; the writers (direct) go on
+            await submit_text(db, "a-text", school.pupils[1], "during the outage")
+
+            async def unhealthy() -> bool:
+                status, body = await healthz(http, port)
+                return status == 503 and body["status"] == "unhealthy"
+
+            await eventually(unhealthy, what="/healthz 503")
+            pg_proxy.restore()
+            await submit_text(db, "a-text", school.pupils[2], "after")
+            for pupil in school.pupils[:3]:
+                await capture_server.wait_until(cell_is(school.channel(), "a-text", pupil))
+
+            async def healthy() -> bool:
+                return (await healthz(http, port))[0] == 200
+
+            await eventually(healthy, what="/healthz 200 again")
+    events = [e["event"] for e in logs]
+    assert "listener.recovered" in events
+    assert "leader.lost" in events
+    assert events.count("leader.acquired") >= 2
+    assert_gapless(capture_server)
+
+
+async def test_killed_leader_session_pauses_then_resumes(
+    database_url: str, db: asyncpg.Connection, capture_server: CaptureServer
+) -> None:
+    school = await seed_school(db)
+    with capture_logs(processors=[merge_contextvars]) as logs:
+        async with running(database_url, fast_settings(capture_server.url)) as daemon:
+            assert daemon.leader is not None
+            pid = daemon.leader.backend_pid
+            assert await db.fetchval("select pg_terminate_backend($1)", pid)
+            await eventually(
+                lambda: any(e["event"] == "pipeline.paused" for e in logs), what="paused"
+            )
+            await eventually(
+                lambda: daemon.leader is not None and daemon.leader.backend_pid not in (None, pid),
+                what="a new leader session",
+            )
+            await submit_text(db, "a-text", school.pupils[0], "after")
+            await capture_server.wait_until(cell_is(school.channel(), "a-text", school.pupils[0]))
+    assert [e["event"] for e in logs].count("leader.acquired") == 2
+    published = [e for e in logs if e["event"] == "batch.published"]
+    assert published
+    assert {e["term"] for e in published} == {2}  # context bound per leadership term
+    assert all("cycle" in e for e in published)
+
+
+async def test_flag_flipped_in_the_database_is_noticed(
+    database_url: str, db: asyncpg.Connection, capture_server: CaptureServer
+) -> None:
+    port = free_port()
+    settings = fast_settings(capture_server.url, daemon={"health_port": port})
+    with capture_logs() as logs:
+        async with running(database_url, settings), aiohttp.ClientSession() as http:
+            await db.execute("update results_realtime.runtime_state set enabled = false")
+            await eventually(
+                lambda: any(e["event"] == "daemon.flag_changed" for e in logs), what="noticed"
+            )
+            status, body = await healthz(http, port)
+    assert status == 200
+    assert body["enabled"] is False
