@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 JS := clients/js
 JS_STAMP := $(JS)/node_modules/.installed
 
-.PHONY: install install-js test test-py test-js lint bench demo clean
+.PHONY: install install-js browser test test-py test-js lint bench demo clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found %s)" % sys.version.split()[0])'
@@ -29,14 +29,22 @@ $(JS_BUNDLE): $(JS_STAMP) $(wildcard $(JS)/src/*.ts $(JS)/page/*) $(JS)/scripts/
 
 install-js: $(JS_STAMP) $(JS_BUNDLE)
 
-test: install install-js ## the whole suite: Python (pytest) then JavaScript (vitest)
+# The browser test drives Debian's Chromium with playwright-core (no browser download).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "install Chromium at $@ (Debian: apt-get install chromium)"; exit 1; }
+	apt-get install -y -qq chromium || { apt-get update -qq && apt-get install -y -qq chromium; }
+
+browser: $(CHROMIUM)
+
+test: install install-js browser ## the whole suite: Python (pytest) then JavaScript (vitest)
 	$(BIN)/python -m pytest
 	cd $(JS) && npm test --silent
 
 test-py: install
 	$(BIN)/python -m pytest
 
-test-js: install install-js
+test-js: install install-js browser
 	cd $(JS) && npm test --silent
 
 lint: install
