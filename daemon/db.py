@@ -8,11 +8,18 @@ from daemon.config import redact_dsn
 from daemon.errors import DatabaseError
 
 
-async def connect(dsn: str | None, *, connect_timeout: float = 10.0) -> asyncpg.Connection:
+async def connect(
+    dsn: str | None,
+    *,
+    connect_timeout: float = 10.0,
+    server_settings: dict[str, str] | None = None,
+) -> asyncpg.Connection:
     """One connection; dsn None or "" means libpq's PG* variables."""
     where = redact_dsn(dsn) if dsn else "the server named by PG* variables (or localhost:5432)"
     try:
-        conn: asyncpg.Connection = await asyncpg.connect(dsn or None, timeout=connect_timeout)
+        conn: asyncpg.Connection = await asyncpg.connect(
+            dsn or None, timeout=connect_timeout, server_settings=server_settings
+        )
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise DatabaseError(
             f"cannot connect to PostgreSQL at {where}: {exc}. "

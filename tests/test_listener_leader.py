@@ -96,3 +96,13 @@ async def test_leader_stops_at_once_when_its_connection_is_cut(pg_proxy: TcpProx
         assert not election.is_leader
         pg_proxy.restore()
         await asyncio.wait_for(election.acquired.wait(), 5)
+
+
+async def test_leader_session_asks_the_server_to_detect_a_dead_peer(database_url: str) -> None:
+    """A crashed host must not keep the lock for hours: the server probes the session itself."""
+    async with campaigning(database_url) as election:
+        await asyncio.wait_for(election.acquired.wait(), 5)
+        conn = election._conn  # white-box: the setting lives on the leader's own session
+        assert conn is not None
+        assert await conn.fetchval("show tcp_keepalives_idle") == "1"
+        assert await conn.fetchval("show tcp_keepalives_count") == "2"

@@ -23,6 +23,15 @@ log = get_logger(__name__)
 # "RRLEAD": one leader per database (advisory locks are per database).
 LEADER_LOCK_KEY = 0x5252_4C45_4144
 
+# The server frees a dead session's lock only once it notices the death. A killed process closes
+# its socket at once, but a crashed host or a cut network would go unnoticed for hours (the OS
+# keepalive default), so the leader session asks the server to probe it every second.
+_LEADER_KEEPALIVES = {
+    "tcp_keepalives_idle": "1",
+    "tcp_keepalives_interval": "1",
+    "tcp_keepalives_count": "2",
+}
+
 
 class LeaderElection:
     """`run()` campaigns forever; `acquired` / `lost` events tell the service what it may do."""
@@ -91,7 +100,11 @@ class LeaderElection:
             self._discard_connection()
         if self._conn is None or self._conn.is_closed():
             self._dead = asyncio.Event()
-            conn = await connect(self._dsn, connect_timeout=self._connect_timeout_s)
+            conn = await connect(
+                self._dsn,
+                connect_timeout=self._connect_timeout_s,
+                server_settings=_LEADER_KEEPALIVES,
+            )
             conn.add_termination_listener(self._on_terminated)
             self._conn = conn
         return self._conn
