@@ -197,6 +197,38 @@ async def test_garbage_notifications_and_unenrichable_rows_are_survived(
     assert await db.fetchval("select count(*) from results_realtime.outbox") == 0
 
 
+async def test_a_cell_the_adapter_cannot_enrich_becomes_a_refresh(
+    database_url: str, db: asyncpg.Connection, capture_server: CaptureServer, school: School
+) -> None:
+    """A bug in the adapter for one activity: its clients are told to refetch; others go on."""
+    await db.execute(
+        """
+        alter function results_realtime.cell_state_v1(text[], uuid[]) rename to cell_state_real;
+        create function results_realtime.cell_state_v1(activity_ids text[], pupil_ids uuid[])
+        returns table (group_id text, lesson_id text, activity_id text, pupil_id uuid, state jsonb)
+        language sql stable as $$
+            select s.group_id, s.lesson_id, s.activity_id, s.pupil_id,
+                   case when s.activity_id = 'a-choice'
+                        then s.state || jsonb_build_object('x', 1 / (length(s.activity_id) - 8))
+                        else s.state end
+            from results_realtime.cell_state_real(activity_ids, pupil_ids) as s
+        $$;
+        """
+    )
+    channel, pupil = school.channel(), school.pupils[0]
+    async with running(database_url, fast_settings(capture_server.url)):
+        await submit_text(db, "a-choice", pupil, "broken")
+        await capture_server.wait_until(
+            lambda s: any(m["event"] == "result_refresh" for m in s.accepted)
+        )
+        await submit_text(db, "a-text", pupil, "fine")
+        await capture_server.wait_until(cell_is(channel, "a-text", pupil))
+    refresh = next(m["payload"] for m in capture_server.accepted if m["event"] == "result_refresh")
+    assert (refresh["scope"], refresh["reason"]) == ("cell", "enrich_failed")
+    assert (refresh["activityId"], refresh["pupilId"]) == ("a-choice", str(pupil))
+    assert_gapless(capture_server)
+
+
 async def test_rejected_message_is_dead_lettered_and_the_rest_goes_on(
     database_url: str, db: asyncpg.Connection, capture_server: CaptureServer, school: School
 ) -> None:
