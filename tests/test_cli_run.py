@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 from pathlib import Path
 
 import aiohttp
@@ -150,3 +151,16 @@ async def test_standby_takes_over_when_the_leader_is_killed(
     keys = capture_server.received()
     assert len(keys) == len(set(keys))
     assert_gapless(capture_server)
+
+
+async def test_taken_health_port_exits_5(
+    database_url: str, capture_server: CaptureServer, tmp_path: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = cli_env(database_url, capture_server.url)
+        code, _, err = await run_cli(["run", "--health-port", str(port)], env, tmp_path)
+    assert code == 5
+    assert "--health-port" in err
