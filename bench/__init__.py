@@ -1,0 +1,1 @@
+"""Benchmarks of results-realtime (`make bench`, `python -m bench --help`); see bench/RESULTS.md."""
