@@ -89,7 +89,8 @@ async def test_ai_score_update_is_ai_marked(school: School, store: Store) -> Non
     assert cell["needsMarking"] is False
     ai = cell["ai"]
     assert set(ai) == {"model", "feedbackAt", "hasFeedback"}
-    assert ai["model"] == "gpt-test" and ai["hasFeedback"] is True
+    assert ai["model"] == "gpt-test"
+    assert ai["hasFeedback"] is True
     assert ISO_UTC.match(ai["feedbackAt"])
     assert (cell["seq"], cell["prevSeq"]) == (2, 1)
 

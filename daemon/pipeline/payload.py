@@ -150,13 +150,14 @@ class _ChannelPlan:
             {**self._message("result_cells", cells[:1]).payload(_MAX_SEQ), "cells": []}
         )
         out: list[PlannedMessage] = []
+        too_large: list[PlannedMessage] = []
         chunk: list[ChannelItem] = []
         size = base
         for item in cells:
             assert item.cell is not None
             cell_size = self._size(_stamp(item.cell, self.channel, _MAX_SEQ))
             if base + cell_size > self.budget:
-                out.append(self._cell_refresh(item, "too_large"))
+                too_large.append(self._cell_refresh(item, "too_large"))
                 continue
             if chunk and size + 1 + cell_size > self.budget:
                 out.append(self._message("result_cells", chunk))
@@ -165,7 +166,7 @@ class _ChannelPlan:
             chunk.append(item)
         if chunk:
             out.append(self._message("result_cells", chunk))
-        return out
+        return out + too_large
 
     def _message(
         self, event: Event, members: Sequence[ChannelItem], refresh: Refresh | None = None
