@@ -70,6 +70,8 @@ export function subscribeAssignmentResults(
   let everSubscribed = false;
   let channelAttempt = 0;
   const inFlight: RefetchRequest[] = [];
+  /** Requests to run again when their in-flight read ends: it may predate a reconnect. */
+  const rerun: RefetchRequest[] = [];
   const timers = new Set<ReturnType<typeof setTimeout>>();
 
   const later = (ms: number, fn: () => void): void => {
@@ -93,8 +95,12 @@ export function subscribeAssignmentResults(
     for (const request of effects) void runRefetch(request, 0);
   };
 
-  async function runRefetch(request: RefetchRequest, attempt: number): Promise<void> {
-    if (stopped || inFlight.some((r) => sameRequest(r, request))) return;
+  async function runRefetch(request: RefetchRequest, attempt: number, force = false): Promise<void> {
+    if (stopped) return;
+    if (inFlight.some((r) => sameRequest(r, request))) {
+      if (force && !rerun.some((r) => sameRequest(r, request))) rerun.push(request);
+      return;
+    }
     inFlight.push(request);
     if (inFlight.length === 1) handlers.onRefetching?.(true, request);
     try {
@@ -108,6 +114,11 @@ export function subscribeAssignmentResults(
       remove(request);
       const [next, effects] = applySnapshot(state, snapshot, request);
       commit(next, effects);
+      const again = rerun.findIndex((r) => sameRequest(r, request));
+      if (again >= 0) {
+        rerun.splice(again, 1);
+        void runRefetch({ ...request, reason: 'rejoined' }, 0);
+      }
     } catch (error) {
       remove(request);
       if (stopped) return;
@@ -122,13 +133,11 @@ export function subscribeAssignmentResults(
     if (index >= 0) inFlight.splice(index, 1);
   }
 
-  function reload(reason: string): void {
+  function reload(reason: string, force = false): void {
     const [next, effects] = start(state, reason);
     if (effects.length === 0) {
-      // An assignment refetch is already pending; make sure one actually runs.
-      if (!inFlight.some((r) => r.scope === 'assignment')) {
-        void runRefetch({ scope: 'assignment', reason, pupilId: null, activityId: null }, 0);
-      }
+      // An assignment refetch is already pending: make sure one runs (again, after a rejoin).
+      void runRefetch({ scope: 'assignment', reason, pupilId: null, activityId: null }, 0, force);
       return;
     }
     commit(next, effects);
@@ -155,7 +164,7 @@ export function subscribeAssignmentResults(
           channelAttempt = 0;
           setStatus('subscribed');
           // First join: the initial load. A rejoin: messages may have been missed meanwhile.
-          reload(everSubscribed ? 'rejoined' : 'initial');
+          reload(everSubscribed ? 'rejoined' : 'initial', everSubscribed);
           everSubscribed = true;
           break;
         case 'CHANNEL_ERROR':
