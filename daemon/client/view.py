@@ -91,7 +91,7 @@ def render_matrix(
         expand=False,
         show_lines=False,
     )
-    table.add_column("pupil", style="bold", no_wrap=True)
+    table.add_column("pupil", style="bold", no_wrap=True, min_width=6)
     for activity in matrix.activities:
         table.add_column(
             f"{activity.title}\n[dim]{activity.kind}[/]", justify="center", no_wrap=True

@@ -423,6 +423,12 @@ async def _run(
         "converged": all(converged),
     }
     log.info("demo.summary", **summary)
+    if options.live:
+        console.print(
+            f"demo finished: {summary['messages_received']} messages received, "
+            f"{summary['cells_submitted']} cells submitted, "
+            + ("live views equal the database" if summary["converged"] else "NOT converged")
+        )
     return summary
 
 
