@@ -1,0 +1,355 @@
+"""Hub fan-out benchmark: 1,000 websocket clients over 100 channels, REST batches in.
+
+    .venv/bin/python bench/hub_fanout.py [--clients N] [--channels N] [--batches N] [--reps N]
+
+Two targets, measured in the same run against the same 1,000 client connections code:
+  * hub     - the real hub (own process): private channels joined with a service_role token,
+              REST batches of one message per channel (POST /realtime/v1/api/broadcast).
+  * ceiling - a plain `websockets` server (own process) that broadcasts the same frames, byte for
+              byte, with `websockets.broadcast`, triggered by one small control frame per batch.
+The client process holds every connection and the publisher. Each run has two phases:
+  * throughput: batches are published as fast as deliveries keep up (at most --window deliveries
+    outstanding); frames/s = deliveries / (last receive - first publish).
+  * latency: a paced phase (--paced-rate deliveries/s) where publish -> receive p50/p99 is
+    measured below saturation.
+Loopback only; bounded in time (--timeout per phase) and count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing as mp
+import statistics
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import websockets
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+PAD = "x" * 120  # a ~300-byte frame, like measurements.md §3.4
+
+
+# -- servers (child processes) -------------------------------------------------------------------
+def _run_hub(conn: Any, dsn: str, secret: str) -> None:
+    from daemon.config import HubSettings
+    from daemon.hub import run_hub
+    from daemon.log import configure_logging
+
+    configure_logging(level="warning", json=True)
+
+    async def main() -> None:
+        settings = HubSettings(port=0, max_socket_buffer_kb=1 << 20, max_channels_per_socket=100)
+        async with run_hub(settings, database_url=dsn, jwt_secret=secret) as hub:
+            conn.send(hub.port)
+            await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+
+    asyncio.run(main())
+
+
+def _frame(channel: int, seq: int, sent: float) -> str:
+    """The exact text the hub sends to a vsn 1.0.0 subscriber for a REST batch message."""
+    payload = json.dumps(
+        {"event": "m", "payload": {"t": sent, "seq": seq, "pad": PAD}, "type": "broadcast"},
+        separators=(",", ":"),
+    )
+    return (
+        f'{{"topic":"realtime:bench:{channel}","event":"broadcast","payload":{payload},"ref":null}}'
+    )
+
+
+def _run_ceiling(conn: Any, channels: int) -> None:
+    async def main() -> None:
+        subscribers: dict[int, list[Any]] = defaultdict(list)
+
+        async def handler(ws: Any) -> None:
+            async for raw in ws:
+                if raw.startswith("batch "):
+                    _, seq, sent = raw.split()
+                    for c in range(channels):
+                        websockets.broadcast(subscribers[c], _frame(c, int(seq), float(sent)))
+                    continue
+                msg = json.loads(raw)
+                if msg["event"] == "phx_join":
+                    subscribers[int(msg["topic"].rsplit(":", 1)[1])].append(ws)
+                    reply = {"status": "ok", "response": {"postgres_changes": []}}
+                    await ws.send(
+                        json.dumps(
+                            {
+                                "topic": msg["topic"],
+                                "event": "phx_reply",
+                                "payload": reply,
+                                "ref": msg["ref"],
+                            }
+                        )
+                    )
+
+        async with websockets.serve(
+            handler, "127.0.0.1", 0, compression=None, max_queue=None, ping_interval=None
+        ) as server:
+            conn.send(next(iter(server.sockets)).getsockname()[1])
+            await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+
+    asyncio.run(main())
+
+
+# -- the client process --------------------------------------------------------------------------
+@dataclass
+class Phase:
+    deliveries: int
+    seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.deliveries / self.seconds
+
+    def pct(self, q: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Clients:
+    def __init__(self, url: str, clients: int, channels: int, token: str) -> None:
+        self.url, self.n, self.channels, self.token = url, clients, channels, token
+        self.received = 0
+        self.latencies: list[float] = []
+        self.progress = asyncio.Event()
+        self.conns: list[Any] = []
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def open(self) -> None:
+        for i in range(self.n):
+            ws = await websockets.connect(
+                self.url, compression=None, max_queue=None, ping_interval=None, open_timeout=30
+            )
+            topic = f"realtime:bench:{i % self.channels}"
+            config = {"broadcast": {"ack": False, "self": False}, "private": True}
+            await ws.send(
+                json.dumps(
+                    {
+                        "topic": topic,
+                        "event": "phx_join",
+                        "ref": "1",
+                        "join_ref": "1",
+                        "payload": {"config": config, "access_token": self.token},
+                    }
+                )
+            )
+            reply = json.loads(await ws.recv())
+            assert reply["payload"]["status"] == "ok", reply
+            self.conns.append(ws)
+        self.tasks = [asyncio.create_task(self._read(ws)) for ws in self.conns]
+
+    async def _read(self, ws: Any) -> None:
+        perf = time.perf_counter
+        async for raw in ws:
+            start = raw.find('"t":') + 4
+            sent = float(raw[start : raw.find(",", start)])
+            self.latencies.append((perf() - sent) * 1000)
+            self.received += 1
+            if self.received % 200 == 0:
+                self.progress.set()
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*(ws.close() for ws in self.conns), return_exceptions=True)
+
+    def reset(self) -> None:
+        self.received = 0
+        self.latencies = []
+
+
+async def _wait_received(clients: Clients, target: int, deadline: float) -> None:
+    while clients.received < target:
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"only {clients.received} of {target} deliveries arrived")
+        clients.progress.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(clients.progress.wait(), 0.05)
+
+
+async def _phase(
+    clients: Clients,
+    publish: Any,
+    batches: int,
+    *,
+    window: int | None,
+    rate: float | None,
+    limit_s: float,
+) -> Phase:
+    per_batch = clients.n  # one message per channel, each to clients/channels subscribers
+    clients.reset()
+    start = time.perf_counter()
+    deadline = start + limit_s
+    for seq in range(batches):
+        if window is not None:
+            await _wait_received(clients, (seq + 1) * per_batch - window, deadline)
+        if rate is not None:
+            due = start + seq * per_batch / rate
+            if (delay := due - time.perf_counter()) > 0:
+                await asyncio.sleep(delay)
+        await publish(seq)
+    await _wait_received(clients, batches * per_batch, deadline)
+    return Phase(clients.received, time.perf_counter() - start, clients.latencies)
+
+
+async def _measure(args: argparse.Namespace, target: str, port: int, token: str) -> list[dict]:
+    if target == "hub":
+        url = f"ws://127.0.0.1:{port}/realtime/v1/websocket?apikey={token}&vsn=1.0.0"
+    else:
+        url = f"ws://127.0.0.1:{port}/"
+    clients = Clients(url, args.clients, args.channels, token)
+    await clients.open()
+    results = []
+    async with aiohttp.ClientSession() as session:
+        control = None if target == "hub" else await websockets.connect(url, compression=None)
+
+        async def publish(seq: int) -> None:
+            sent = time.perf_counter()
+            if control is not None:
+                await control.send(f"batch {seq} {sent!r}")
+                return
+            messages = [
+                {
+                    "topic": f"bench:{c}",
+                    "event": "m",
+                    "private": True,
+                    "payload": {"t": sent, "seq": seq, "pad": PAD},
+                }
+                for c in range(args.channels)
+            ]
+            async with session.post(
+                f"http://127.0.0.1:{port}/realtime/v1/api/broadcast",
+                json={"messages": messages},
+                headers={"Authorization": f"Bearer {token}"},
+            ) as resp:
+                assert resp.status == 202, await resp.text()
+
+        for _ in range(args.reps):
+            tp = await _phase(
+                clients, publish, args.batches, window=args.window, rate=None, limit_s=args.timeout
+            )
+            paced_batches = max(1, int(args.paced_seconds * args.paced_rate / args.clients))
+            lat = await _phase(
+                clients,
+                publish,
+                paced_batches,
+                window=None,
+                rate=args.paced_rate,
+                limit_s=args.timeout,
+            )
+            results.append(
+                {
+                    "frames_per_s": tp.rate,
+                    "tp_p50": tp.pct(0.5),
+                    "tp_p99": tp.pct(0.99),
+                    "paced_p50": lat.pct(0.5),
+                    "paced_p99": lat.pct(0.99),
+                    "paced_rate": lat.rate,
+                }
+            )
+        if control is not None:
+            await control.close()
+    await clients.close()
+    return results
+
+
+def _fmt(values: list[float], digits: int = 0) -> str:
+    ordered = sorted(values)
+    return " / ".join(
+        f"{v:,.{digits}f}" for v in (ordered[0], statistics.median(ordered), ordered[-1])
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clients", type=int, default=1000)
+    parser.add_argument("--channels", type=int, default=100)
+    parser.add_argument("--batches", type=int, default=200, help="throughput batches per rep")
+    parser.add_argument("--window", type=int, default=20_000, help="max outstanding deliveries")
+    parser.add_argument("--paced-rate", type=float, default=20_000, help="deliveries/s")
+    parser.add_argument("--paced-seconds", type=float, default=3.0)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per phase")
+    args = parser.parse_args()
+
+    from daemon.localpg import LocalPostgres, configured_dsn
+    from daemon.log import configure_logging
+    from daemon.tokens import mint_token, new_jwt_secret
+
+    configure_logging(level="warning")  # stdout carries the result table only
+
+    async def migrate_db(dsn: str) -> None:
+        import asyncpg
+
+        from daemon.migrate import migrate
+
+        conn = await asyncpg.connect(dsn or None)
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+
+    configured = configured_dsn()
+    local = None if configured is not None else LocalPostgres()
+    dsn = configured if configured is not None else local.start()  # type: ignore[union-attr]
+    try:
+        asyncio.run(migrate_db(dsn))
+        secret = new_jwt_secret()
+        token = mint_token(secret, role="service_role", ttl_s=3600)
+        ctx = mp.get_context("spawn")
+        table = {}
+        for target in ("ceiling", "hub"):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(
+                target=_run_hub if target == "hub" else _run_ceiling,
+                args=(child, dsn, secret) if target == "hub" else (child, args.channels),
+            )
+            proc.start()
+            port = parent.recv()
+            try:
+                table[target] = asyncio.run(_measure(args, target, port, token))
+            finally:
+                parent.send("stop")
+                proc.join(30)
+                if proc.is_alive():
+                    proc.kill()
+    finally:
+        if local is not None:
+            local.stop()
+
+    print(
+        f"clients={args.clients} channels={args.channels} batches={args.batches} "
+        f"window={args.window} paced_rate={args.paced_rate:g}/s reps={args.reps}"
+    )
+    print(
+        "| target | frames/s delivered | p50 ms (throughput) | p99 ms (throughput) "
+        "| p50 ms (paced) | p99 ms (paced) |"
+    )
+    print("|---|---|---|---|---|---|")
+    for target, runs in table.items():
+        print(
+            f"| {target} | {_fmt([r['frames_per_s'] for r in runs])} "
+            f"| {_fmt([r['tp_p50'] for r in runs], 1)} | {_fmt([r['tp_p99'] for r in runs], 1)} "
+            f"| {_fmt([r['paced_p50'] for r in runs], 1)} "
+            f"| {_fmt([r['paced_p99'] for r in runs], 1)} |"
+        )
+    ratio = statistics.median(r["frames_per_s"] for r in table["hub"]) / statistics.median(
+        r["frames_per_s"] for r in table["ceiling"]
+    )
+    print(f"hub / ceiling (median frames/s): {ratio:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
