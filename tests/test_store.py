@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import uuid
 from collections import Counter
@@ -10,8 +11,10 @@ import asyncpg
 import pytest
 
 from daemon.pipeline.payload import encode_payload
-from daemon.pipeline.store import OutgoingMessage, Store
+from daemon.pipeline.store import _STAGE_LOCK_KEY, OutgoingMessage, Store
+from daemon.sqlfiles import query
 from tests.fixtures.pipeline import School
+from tests.support.waiting import eventually
 
 G1 = "assignment_results:G1:L1"
 G2 = "assignment_results:G2:L1"
@@ -308,3 +311,68 @@ def test_store_refuses_nonsense_budgets() -> None:
         Store(None, max_payload_bytes=10)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_messages_per_channel"):
         Store(None, max_payload_bytes=2048, max_messages_per_channel=0)  # type: ignore[arg-type]
+
+
+async def test_concurrent_stagers_keep_seqs_gapless_and_the_latest_state_last(
+    school: School, pool: asyncpg.Pool
+) -> None:
+    """Stagers racing each other and the writers (the leader lock should prevent it): per
+    channel, seqs have no gap and the highest seq of each cell carries its final state."""
+    pupils = [*await add_pupils(school, 20), school.p1]
+    for pupil in pupils:
+        await school.submit("A1", pupil, {"text": "answer"})
+    rounds = 5
+    writing_done = asyncio.Event()
+
+    async def write() -> None:
+        for score in range(1, rounds + 1):
+            for pupil in pupils:
+                await school.ai_mark("A1", pupil, score)
+        writing_done.set()
+
+    async def drain(store: Store) -> None:
+        while True:
+            finished = writing_done.is_set()
+            if not (await store.stage_batch(7)).claimed and finished:
+                return
+
+    stores = [Store(pool, max_payload_bytes=3_000) for _ in range(3)]
+    await asyncio.gather(write(), *(drain(s) for s in stores))
+    messages = await stores[0].pending(10_000)
+    latest: dict[tuple[str, str], tuple[int, float]] = {}
+    for channel in (G1, G2):
+        seqs = [m.seq for m in messages if m.channel == channel]
+        assert seqs == list(range(1, len(seqs) + 1)), channel
+    for m in messages:
+        for cell in [m.payload] if m.event == "result_cell" else m.payload["cells"]:
+            key = (m.channel, cell["pupilId"])
+            if key not in latest or latest[key][0] < m.seq:
+                latest[key] = (m.seq, cell["aiScore"])
+    assert len(latest) == len(pupils) + 1  # every pupil in G1, and P1 in G2 as well
+    assert {score for _, score in latest.values()} == {rounds}
+
+
+async def test_a_second_stager_waits_until_the_first_commits(
+    school: School, store: Store, database_url: str
+) -> None:
+    """Staging is serialized, so seq order is always enrichment order (newer state, higher seq)."""
+    await school.submit("A1", school.p2, {"text": "a"})
+    first = await asyncpg.connect(database_url)
+    try:
+        transaction = first.transaction()
+        await transaction.start()
+        await first.execute(query("store_stage_lock"), _STAGE_LOCK_KEY)  # as stage_batch does
+        second = asyncio.create_task(store.stage_batch(10))
+        await eventually(
+            lambda: school.conn.fetchval(
+                "select count(*) = 1 from pg_locks where locktype = 'advisory' and not granted"
+            ),
+            what="the second stager waiting for the staging lock",
+        )
+        assert not second.done()
+        assert await store.outbox_depth() == 1
+        await transaction.rollback()
+        result = await asyncio.wait_for(second, timeout=10)
+        assert result.claimed == 1
+    finally:
+        await first.close()
