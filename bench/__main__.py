@@ -26,7 +26,7 @@ from pathlib import Path
 import psutil
 
 from bench import pipeline_burst, pipeline_latency, pipeline_throughput, pipeline_writer_cost
-from bench.common import REPO, BenchResult, Cluster, progress
+from bench.common import REPO, BenchResult, Cluster, Knobs, progress
 
 Runner = Callable[..., Awaitable[BenchResult]]
 
@@ -57,10 +57,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--quick", action="store_true", help="short runs (one each unless --runs): a smoke test"
     )
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the raw runs here")
+    parser.add_argument(
+        "--daemon-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="what-if: an environment override for the daemon, e.g. "
+        "RESULTS_REALTIME_DAEMON_BATCH_SIZE=10000 (repeatable)",
+    )
+    parser.add_argument(
+        "--latency-rate", type=float, metavar="N", help="submissions/s of 'latency' (1000)"
+    )
+    parser.add_argument(
+        "--burst-budget", type=float, metavar="N", help="messages/s budget of 'burst' (40)"
+    )
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     args = parser.parse_args(argv)
     if args.runs is not None and args.runs < 1:
         parser.error("--runs must be at least 1")
+    for item in args.daemon_env:
+        key, sep, _ = item.partition("=")
+        if not sep or not key.startswith("RESULTS_REALTIME_"):
+            parser.error(f"--daemon-env takes RESULTS_REALTIME_<SECTION>_<KEY>=VALUE; got {item!r}")
     return args
 
 
@@ -81,8 +99,8 @@ def machine() -> str:
     )
 
 
-async def run_pipeline(names: list[str], runs: int, quick: bool) -> list[BenchResult]:
-    cluster = Cluster()
+async def run_pipeline(names: list[str], runs: int, quick: bool, knobs: Knobs) -> list[BenchResult]:
+    cluster = Cluster(knobs)
     results: list[BenchResult] = []
     await cluster.start()
     try:
@@ -117,9 +135,23 @@ def main(argv: list[str] | None = None) -> int:
     names = args.only or ALL
     runs = args.runs or (1 if args.quick else 3)
     progress(f"machine: {machine()}")
-    print(f"machine: {machine()}\ndate: {time.strftime('%Y-%m-%d %H:%M %Z')}\n", flush=True)
+    background = psutil.cpu_percent(interval=2.0) / 100
+    progress(f"CPU busy before starting (load that is not the benchmark's): {background:.2f}")
+    if background > 0.2:
+        progress("warning: the machine is busy; the numbers will be noisy (see 'others' CPU)")
+    print(f"machine: {machine()}\ndate: {time.strftime('%Y-%m-%d %H:%M %Z')}")
+    knobs = Knobs(
+        daemon_env=dict(item.split("=", 1) for item in args.daemon_env),
+        latency_rate=args.latency_rate,
+        burst_budget=args.burst_budget,
+    )
+    print(f"CPU busy before starting: {background:.2f} of {psutil.cpu_count()} cores")
+    print(f"command: python -m bench {' '.join(sys.argv[1:] if argv is None else argv)}")
+    if knobs.daemon_env:
+        print(f"daemon overrides: {dict(knobs.daemon_env)}")
+    print(flush=True)
     pipeline = [n for n in names if n in PIPELINE]
-    results = asyncio.run(run_pipeline(pipeline, runs, args.quick)) if pipeline else []
+    results = asyncio.run(run_pipeline(pipeline, runs, args.quick, knobs)) if pipeline else []
     if args.json is not None:
         args.json.write_text(json.dumps([asdict(r) for r in results], indent=2, default=str))
     code = 0

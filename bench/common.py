@@ -147,6 +147,15 @@ class BenchResult:
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Knobs:
+    """What-if settings from the command line, recorded with the results."""
+
+    daemon_env: Mapping[str, str] = field(default_factory=dict)  # RESULTS_REALTIME_* overrides
+    latency_rate: float | None = None  # submissions/s of the latency benchmark
+    burst_budget: float | None = None  # messages/s of the burst benchmark
+
+
 # ---------------------------------------------------------------------------------- database
 
 
@@ -169,7 +178,8 @@ def database_dsn(server_dsn: str, database: str) -> str:
 class Cluster:
     """The PostgreSQL server (DATABASE_URL when set, else a throwaway one) and a seeded template."""
 
-    def __init__(self) -> None:
+    def __init__(self, knobs: Knobs | None = None) -> None:
+        self.knobs = knobs or Knobs()
         self._local: LocalPostgres | None = None
         self.server_dsn = ""
         self.template = f"rr_bench_template_{os.getpid()}"
@@ -209,6 +219,16 @@ class Cluster:
             keys=tuple((r["activity_id"], r["pupil_id"]) for r in keys),
         )
         progress(f"seeded {GROUPS} channels x {ACTIVITIES * PUPILS} cells = {len(keys)} keys")
+
+    @property
+    def postmaster(self) -> int | None:
+        """The server's pid when it runs on this machine (for the CPU accounting)."""
+        if self._local is None:
+            return None
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            pid_file = self._local.root / "data" / "postmaster.pid"
+            return int(pid_file.read_text().splitlines()[0])
+        return None
 
     async def stop(self) -> None:
         with contextlib.suppress(Exception):
@@ -419,12 +439,13 @@ class CpuAccount:
         self._first: dict[int, float] = {}
         self._last: dict[int, float] = {}
         self._names: dict[int, str] = {}
+        self._parents: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="cpu-account", daemon=True)
         self.wall_s = 0.0
 
     def _sample(self, first: bool) -> None:
-        for ps in psutil.process_iter(["cmdline"]):
+        for ps in psutil.process_iter(["cmdline", "ppid"]):
             with contextlib.suppress(psutil.Error):
                 times = ps.cpu_times()
                 used = float(times.user + times.system)
@@ -432,6 +453,7 @@ class CpuAccount:
                     self._first[ps.pid] = used if first else 0.0
                     cmd = ps.info.get("cmdline") or []
                     self._names[ps.pid] = " ".join(cmd)[:80]
+                    self._parents[ps.pid] = ps.info.get("ppid") or 0
                 self._last[ps.pid] = used
 
     def _run(self) -> None:
@@ -450,19 +472,21 @@ class CpuAccount:
         self._sample(first=False)
         self.wall_s = time.monotonic() - self._started
 
-    def by_label(self, labels: Mapping[int, str]) -> dict[str, float]:
-        """Share of one core per label over the block."""
+    def by_label(self, labels: Mapping[int, str], postmaster: int | None) -> dict[str, float]:
+        """Share of one core per label over the block; "others" is load not caused by the run
+        (other sessions on the machine), "bench" this orchestrating process."""
         out: dict[str, float] = {}
         for pid, last in self._last.items():
             used = last - self._first.get(pid, 0.0)
             if used <= 0:
                 continue
-            name = self._names.get(pid, "")
             if pid in labels:
                 label = labels[pid]
-            elif name.startswith("postgres"):
+            elif pid == os.getpid():
+                label = "bench"
+            elif postmaster is not None and postmaster in (pid, self._parents.get(pid)):
                 label = "postgres"
             else:
-                label = "other"
+                label = "others"
             out[label] = out.get(label, 0.0) + used / max(self.wall_s, 1e-9)
         return dict(sorted(out.items(), key=lambda kv: -kv[1]))

@@ -10,7 +10,7 @@ any rolling second at the subscribers, and the daemon process's peak RSS (psutil
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import asyncpg
@@ -53,7 +53,9 @@ async def run_once(cluster: Cluster, options: Options) -> dict[str, Any]:
             await conn.execute(sql("burst_seed"), [a for a, _ in keys], [p for _, p in keys])
             await conn.execute(sql("clear_outbox"))
             await conn.execute("vacuum analyze")
-            async with hub_and_daemon(dsn, budget=options.budget) as stack:
+            async with hub_and_daemon(
+                dsn, budget=options.budget, daemon_env=cluster.knobs.daemon_env
+            ) as stack:
                 assert stack.daemon is not None
                 channels = tuple(
                     (channel, stack.teacher_token(teacher))
@@ -85,12 +87,14 @@ async def run_once(cluster: Cluster, options: Options) -> dict[str, Any]:
         "refreshes": received.refreshes,
         "seq_gaps": received.seq_gaps,
         "daemon_peak_rss_mb": rss.peak / 2**20,
-        "cpu_by_process": cpu.by_label(labels),
+        "cpu_by_process": cpu.by_label(labels, cluster.postmaster),
     }
 
 
 async def run(cluster: Cluster, *, runs: int, quick: bool) -> BenchResult:
     options = Options()
+    if cluster.knobs.burst_budget is not None:
+        options = replace(options, budget=cluster.knobs.burst_budget)
     result = BenchResult(TITLE)
     for i in range(runs):
         progress(

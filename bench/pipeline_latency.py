@@ -8,7 +8,7 @@ processes, one host). The first second is warm-up and is left out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bench.common import (
@@ -43,7 +43,10 @@ class Options:
 async def run_once(cluster: Cluster, options: Options) -> dict[str, Any]:
     school = cluster.school
     assert school is not None
-    async with cluster.database() as dsn, hub_and_daemon(dsn, budget=options.budget) as stack:
+    async with (
+        cluster.database() as dsn,
+        hub_and_daemon(dsn, budget=options.budget, daemon_env=cluster.knobs.daemon_env) as stack,
+    ):
         assert stack.daemon is not None
         channels = tuple(
             (channel, stack.teacher_token(teacher))
@@ -96,12 +99,14 @@ async def run_once(cluster: Cluster, options: Options) -> dict[str, Any]:
         "daemon_cpu_share": daemon_cpu / span if span > 0 else float("nan"),
         "daemon_peak_rss_mb": rss.peak / 2**20,
         "cpu_busy": busy(),
-        "cpu_by_process": cpu.by_label(labels),
+        "cpu_by_process": cpu.by_label(labels, cluster.postmaster),
     }
 
 
 async def run(cluster: Cluster, *, runs: int, quick: bool) -> BenchResult:
     options = Options(duration_s=4.0) if quick else Options()
+    if cluster.knobs.latency_rate is not None:
+        options = replace(options, rate=cluster.knobs.latency_rate)
     result = BenchResult(TITLE)
     for i in range(runs):
         progress(

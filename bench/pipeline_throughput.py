@@ -66,7 +66,10 @@ async def _baseline(cluster: Cluster, options: Options, *, armed: bool) -> float
 async def _pipeline(cluster: Cluster, options: Options) -> dict[str, Any]:
     school = cluster.school
     assert school is not None
-    async with cluster.database() as dsn, hub_and_daemon(dsn, budget=options.budget) as stack:
+    async with (
+        cluster.database() as dsn,
+        hub_and_daemon(dsn, budget=options.budget, daemon_env=cluster.knobs.daemon_env) as stack,
+    ):
         assert stack.daemon is not None
         channels = tuple(
             (channel, stack.teacher_token(teacher))
@@ -103,7 +106,7 @@ async def _pipeline(cluster: Cluster, options: Options) -> dict[str, Any]:
         "cells_per_message": received.cell_deliveries / max(1, len(received.messages)),
         "refreshes": received.refreshes,
         "seq_gaps": received.seq_gaps,
-        "cpu_by_process": cpu.by_label(labels),
+        "cpu_by_process": cpu.by_label(labels, cluster.postmaster),
     }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Literal
 
 import asyncpg
 
@@ -38,14 +39,37 @@ async def _no_pipeline(dsn: str) -> AsyncIterator[None]:
     yield
 
 
-async def _rate(cluster: Cluster, options: Options, *, writers: int, triggers: bool) -> float:
+Arm = Literal["without", "triggers_only", "with"]
+ARMS: dict[Arm, str] = {
+    "without": "no triggers",
+    "triggers_only": "triggers, no daemon (doorbell disarmed)",
+    "with": "triggers + daemon",
+}
+
+
+@contextlib.asynccontextmanager
+async def _triggers_only(dsn: str) -> AsyncIterator[None]:
+    """Decomposes the cost: the triggers' own work, without NOTIFY and without the daemon."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(sql("set_doorbell"), False)
+    finally:
+        await conn.close()
+    yield
+
+
+async def _rate(cluster: Cluster, options: Options, *, writers: int, arm: Arm) -> float:
     school = cluster.school
     assert school is not None
     async with cluster.database() as dsn:
-        arm: contextlib.AbstractAsyncContextManager[Stack | None] = (
-            hub_and_daemon(dsn, budget=options.budget) if triggers else _no_pipeline(dsn)
-        )
-        async with arm:
+        setup: contextlib.AbstractAsyncContextManager[Stack | None]
+        if arm == "with":
+            setup = hub_and_daemon(dsn, budget=options.budget, daemon_env=cluster.knobs.daemon_env)
+        elif arm == "triggers_only":
+            setup = _triggers_only(dsn)
+        else:
+            setup = _no_pipeline(dsn)
+        async with setup:
             result = await run_writers(
                 dsn,
                 school.keys,
@@ -65,12 +89,13 @@ async def run(cluster: Cluster, *, runs: int, quick: bool) -> BenchResult:
     for i in range(runs):
         raw: dict[str, float] = {}
         for writers in TARGETS:
-            for triggers in (False, True):
-                arm = "triggers+daemon" if triggers else "no triggers"
-                progress(f"{NAME}: run {i + 1}/{runs}: {writers} writer(s), {arm}")
-                rate = await _rate(cluster, options, writers=writers, triggers=triggers)
-                raw[f"{writers}_{'with' if triggers else 'without'}"] = rate
+            for arm, label in ARMS.items():
+                progress(f"{NAME}: run {i + 1}/{runs}: {writers} writer(s), {label}")
+                raw[f"{writers}_{arm}"] = await _rate(cluster, options, writers=writers, arm=arm)
             raw[f"{writers}_ratio"] = raw[f"{writers}_with"] / raw[f"{writers}_without"]
+            raw[f"{writers}_triggers_ratio"] = (
+                raw[f"{writers}_triggers_only"] / raw[f"{writers}_without"]
+            )
             progress(
                 f"{NAME}: {writers} writer(s): {raw[f'{writers}_without']:.0f}/s without, "
                 f"{raw[f'{writers}_with']:.0f}/s with; ratio {raw[f'{writers}_ratio']:.2f}"
@@ -97,6 +122,13 @@ async def run(cluster: Cluster, *, runs: int, quick: bool) -> BenchResult:
                 spread(f"{writers}_without"),
                 "/s",
                 digits=0,
+            )
+        )
+        result.add(
+            Row(
+                f"{writers} writer(s): triggers only (no daemon, no NOTIFY) / without",
+                spread(f"{writers}_triggers_ratio"),
+                "",
             )
         )
         result.add(
