@@ -8,6 +8,7 @@ policies, triggers), with databases built other ways: each file applied by hand 
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
@@ -81,7 +82,7 @@ async def scratch_database(pg_server: PgServer) -> AsyncIterator[Callable[[], Aw
     created: list[str] = []
 
     async def make() -> str:
-        name = f"rr_schema_{len(created)}"
+        name = f"rr_schema_{os.getpid()}_{len(created)}"
         await admin.execute(f"drop database if exists {name} with (force)")
         await admin.execute(f"create database {name}")
         created.append(name)
