@@ -133,6 +133,12 @@ class Store:
             change = by_key[(row["activity_id"], row["pupil_id"])]
             found.add((change.activity_id, change.pupil_id))
             items.append(_item(row, change, json.loads(row["cell"])))
+        if failed:
+            log.warning(
+                "store.keys_unenrichable",
+                count=len(failed),
+                sample=[f"{c.activity_id}/{c.pupil_id}" for c in failed[:5]],
+            )
         failed_items, no_channel = await self._channels(conn, failed)
         items.extend(failed_items)
         failed_keys = {(c.activity_id, c.pupil_id) for c in failed}
@@ -145,8 +151,9 @@ class Store:
         return items, skipped + no_channel
 
     async def _cells(
-        self, conn: _Conn, changes: Sequence[_KeyChange]
+        self, conn: _Conn, changes: Sequence[_KeyChange], total: int | None = None
     ) -> tuple[list[asyncpg.Record], list[_KeyChange]]:
+        total = len(changes) if total is None else total
         try:
             async with conn.transaction():  # a savepoint: a failure keeps the claim
                 rows = await conn.fetch(
@@ -162,17 +169,17 @@ class Store:
             raise  # a timeout or cancel is about the whole call, not one key: retry the batch
         except asyncpg.PostgresError as exc:
             if len(changes) == 1:
-                change = changes[0]
+                return [], [changes[0]]
+            if len(changes) == total:  # one line per batch, however many keys turn out bad
                 log.warning(
                     "store.enrich_failed",
-                    activity_id=change.activity_id,
-                    pupil_id=change.pupil_id,
+                    keys=total,
                     error=f"{type(exc).__name__}: {exc}",
+                    action="isolating the keys that fail; they become result_refresh messages",
                 )
-                return [], [change]
             middle = len(changes) // 2
-            left_rows, left_failed = await self._cells(conn, changes[:middle])
-            right_rows, right_failed = await self._cells(conn, changes[middle:])
+            left_rows, left_failed = await self._cells(conn, changes[:middle], total)
+            right_rows, right_failed = await self._cells(conn, changes[middle:], total)
             return left_rows + right_rows, left_failed + right_failed
 
     async def _channels(
