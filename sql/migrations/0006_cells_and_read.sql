@@ -9,7 +9,7 @@ create or replace function results_realtime.make_cell_v1(
     op text, source text, changed_at timestamptz
 )
 returns jsonb
-language sql immutable
+language sql stable
 as $$
     select state || jsonb_build_object(
         'assignmentId', group_id || '__' || lesson_id,
@@ -38,19 +38,25 @@ returns table (
 )
 language sql stable
 as $$
-    with changes as (
-        select distinct on (k.activity_id, k.pupil_id)
-               k.activity_id, k.pupil_id, k.op, k.source, k.changed_at
+    with changes as materialized (
+        -- key -> [op, source, changedAt]; for a key given more than once the last one wins.
+        select coalesce(jsonb_object_agg(k.activity_id || '/' || k.pupil_id::text,
+                                         jsonb_build_array(k.op, k.source, k.changed_at)
+                                         order by k.ord), '{}') as by_key
         from unnest(activity_ids, pupil_ids, ops, sources, changed_ats)
              with ordinality as k (activity_id, pupil_id, op, source, changed_at, ord)
-        order by k.activity_id, k.pupil_id, k.ord desc
+    ),
+    cells as (
+        select s.*, c.by_key -> (s.activity_id || '/' || s.pupil_id::text) as change
+        from results_realtime.cell_state_v1(activity_ids, pupil_ids) as s
+        cross join changes as c
     )
     select results_realtime.channel_name_v1(s.group_id, s.lesson_id),
            s.group_id, s.lesson_id, s.activity_id, s.pupil_id,
            results_realtime.make_cell_v1(s.group_id, s.lesson_id, s.activity_id, s.pupil_id,
-                                         s.state, c.op, c.source, c.changed_at)
-    from results_realtime.cell_state_v1(activity_ids, pupil_ids) as s
-    join changes as c on c.activity_id = s.activity_id and c.pupil_id = s.pupil_id
+                                         s.state, s.change ->> 0, s.change ->> 1,
+                                         (s.change ->> 2)::timestamptz)
+    from cells as s
 $$;
 
 revoke all on function results_realtime.make_cell_v1(
