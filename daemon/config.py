@@ -86,7 +86,10 @@ class HubSettings(_Section):
     idle_timeout_s: float = Field(default=60.0, gt=0)
     max_concurrent_users: int = Field(default=0, ge=0, description="0 = no limit.")
     rate_window_s: float = Field(
-        default=60.0, gt=0, le=3600, description="Rolling window of the events/s and joins/s limits."
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="Rolling window of the events/s and joins/s limits.",
     )
     connect_error_backoff_ms: float = Field(
         default=0, ge=0, le=60_000, description="Delay before a refused upgrade (Realtime: 2000)."

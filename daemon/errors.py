@@ -1,15 +1,15 @@
 """The exception tree of results-realtime.
 
-    ResultsRealtimeError
-    ├── ConfigError            bad or missing configuration (exit code 2)
-    ├── DatabaseError          PostgreSQL unreachable or unsuitable (exit code 3)
-    │   └── ListenUnsupportedError   LISTEN does not work (e.g. a transaction-mode pooler)
-    ├── MigrationError         a migration failed; nothing of it was kept
-    ├── PublishError           Realtime refused or could not be reached
-    │   ├── RetryablePublishError    429, 5xx, timeouts, transport errors
-    │   └── RejectedPublishError     other 4xx: never retried, dead-lettered
-    ├── LocalPostgresError     the throwaway PostgreSQL could not be started
-    └── PortInUseError         a port we must listen on is taken
+ResultsRealtimeError
+├── ConfigError            bad or missing configuration (exit code 2)
+├── DatabaseError          PostgreSQL unreachable or unsuitable (exit code 3)
+│   └── ListenUnsupportedError   LISTEN does not work (e.g. a transaction-mode pooler)
+├── MigrationError         a migration failed; nothing of it was kept
+├── PublishError           Realtime refused or could not be reached
+│   ├── RetryablePublishError    429, 5xx, timeouts, transport errors
+│   └── RejectedPublishError     other 4xx: never retried, dead-lettered
+├── LocalPostgresError     the throwaway PostgreSQL could not be started
+└── PortInUseError         a port we must listen on is taken
 """
 
 from __future__ import annotations

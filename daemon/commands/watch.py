@@ -19,8 +19,9 @@ from daemon.client.matrix import Matrix
 from daemon.client.refetch import Claims, DatabaseRefetcher, claims_from_token
 from daemon.client.subscription import ClientStatus, ResultsSubscription, SubscriptionConfig
 from daemon.client.view import render_matrix
-from daemon.config import Settings, load_settings, redact_dsn
-from daemon.errors import ConfigError, DatabaseError
+from daemon.config import Settings, load_settings
+from daemon.db import create_pool
+from daemon.errors import ConfigError
 from daemon.log import configure_logging, get_logger
 from daemon.tokens import mint_token
 
@@ -112,13 +113,7 @@ def build_target(args: argparse.Namespace, settings: Settings) -> WatchTarget:
 
 @contextlib.asynccontextmanager
 async def refetch_pool(database_url: str | None) -> AsyncIterator[asyncpg.Pool]:
-    where = redact_dsn(database_url) if database_url else "PG* variables"
-    try:
-        pool = await asyncpg.create_pool(database_url or None, min_size=1, max_size=2)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise DatabaseError(
-            f"cannot connect to PostgreSQL at {where} for refetches: {exc}. Set DATABASE_URL."
-        ) from exc
+    pool = await create_pool(database_url, max_size=2, purpose="for refetches")
     try:
         yield pool
     finally:

@@ -33,6 +33,7 @@ from daemon.client.refetch import (
 from daemon.client.subscription import ClientStatus, ResultsSubscription, SubscriptionConfig
 from daemon.client.view import render_matrix
 from daemon.config import Settings
+from daemon.db import create_pool
 from daemon.demo.seed import School, demo_school, seed
 from daemon.demo.simulate import plan_lesson, simulate
 from daemon.demo.web import PageGroup, PageSettings, assets_dir, assets_ready, bind, build_app
@@ -222,7 +223,7 @@ async def demo_stack(settings: Settings, options: DemoOptions) -> AsyncIterator[
 
 @contextlib.asynccontextmanager
 async def _pool(dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(dsn or None, min_size=1, max_size=4)
+    pool = await create_pool(dsn, max_size=4)
     try:
         yield pool
     finally:

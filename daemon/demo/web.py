@@ -8,7 +8,6 @@ clients/js/dist (make install-js); nothing comes from a CDN.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import socket
@@ -23,8 +22,9 @@ from aiohttp import web
 
 from daemon.client.matrix import RefetchRequest, Scope
 from daemon.client.refetch import RefetchDeniedError, claims_from_token, read_assignment_results
-from daemon.errors import ConfigError, DatabaseError, PortInUseError
+from daemon.errors import ConfigError, DatabaseError
 from daemon.log import get_logger
+from daemon.net import bind_listening_socket
 
 log = get_logger(__name__)
 
@@ -181,22 +181,12 @@ async def _read_assignment_results(request: web.Request) -> web.Response:
 
 
 def bind(host: str, port: int, *, what: str) -> socket.socket:
-    """A listening socket, or PortInUseError that says which port and what to do."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise PortInUseError(
-                f"the {what} cannot listen on {host}:{port}: the port is already in use "
-                "(another demo running?). Stop it, or pass a different port (0 picks a free one)."
-            ) from None
-        raise PortInUseError(f"the {what} cannot listen on {host}:{port}: {exc.strerror}") from None
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
+    return bind_listening_socket(
+        host,
+        port,
+        what=what,
+        hint="Another demo running? Stop it, or pass a different port (0 picks a free one).",
+    )
 
 
 async def start_web(app: web.Application, sock: socket.socket) -> web.AppRunner:

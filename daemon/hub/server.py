@@ -8,8 +8,6 @@ async with run_hub(HubSettings(port=0), database_url=dsn, jwt_secret=secret) as 
 from __future__ import annotations
 
 import asyncio
-import errno
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -17,36 +15,18 @@ from types import TracebackType
 import asyncpg
 from aiohttp import WSCloseCode, web
 
-from daemon.config import HubSettings, redact_dsn
-from daemon.errors import DatabaseError, PortInUseError
+from daemon.config import HubSettings
+from daemon.db import create_pool
 from daemon.hub import rest
 from daemon.hub.auth import Authorizer
 from daemon.hub.socket import websocket_handler
 from daemon.hub.state import HUB_STATE, HubState
 from daemon.log import get_logger
+from daemon.net import bind_listening_socket
 
 log = get_logger(__name__)
 
 _PREFIXES = ("/realtime/v1", "")
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise PortInUseError(
-                f"the hub cannot listen on {host}:{port}: the port is already in use. Stop the "
-                "other process (a running demo or hub?) or pass --port (0 picks a free port)."
-            ) from None
-        raise PortInUseError(f"the hub cannot listen on {host}:{port}: {exc.strerror}") from None
-    sock.listen(1024)
-    sock.setblocking(False)
-    return sock
 
 
 class Hub:
@@ -80,7 +60,14 @@ class Hub:
         return f"{self.url}/realtime/v1"
 
     async def start(self) -> None:
-        sock = _bind(self.host, self.port)
+        sock = bind_listening_socket(
+            self.host,
+            self.port,
+            what="hub",
+            hint="Stop the other process (a running demo or hub?) or pass --port (0 picks a "
+            "free port).",
+            backlog=1024,
+        )
         try:
             self._pool = await self._connect_pool()
             self.state = HubState(self.settings, self._jwt_secret, Authorizer(self._pool))
@@ -97,20 +84,11 @@ class Hub:
         log.info("hub.started", url=self.url, realtime_url=self.realtime_url)
 
     async def _connect_pool(self) -> asyncpg.Pool:
-        where = redact_dsn(self._database_url) if self._database_url else "PG* variables"
-        try:
-            pool: asyncpg.Pool = await asyncpg.create_pool(
-                self._database_url or None,
-                min_size=1,
-                max_size=self.settings.db_pool_size,
-                timeout=10,
-            )
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise DatabaseError(
-                f"the hub cannot connect to PostgreSQL at {where}: {exc}. It needs the project "
-                "database for private-channel authorization; set DATABASE_URL."
-            ) from exc
-        return pool
+        return await create_pool(
+            self._database_url,
+            max_size=self.settings.db_pool_size,
+            purpose="(the hub needs it to authorize private channels)",
+        )
 
     def _app(self, state: HubState) -> web.Application:
         app = web.Application()

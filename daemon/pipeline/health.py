@@ -6,7 +6,6 @@ cannot: the LISTEN connection is down, its probe is stale, or the database does 
 
 from __future__ import annotations
 
-import errno
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -14,8 +13,8 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from daemon.errors import PortInUseError
 from daemon.log import get_logger
+from daemon.net import bind_listening_socket
 from daemon.pipeline.metrics import Metrics
 
 log = get_logger(__name__)
@@ -75,21 +74,21 @@ class HealthServer:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics_text)
+        sock = bind_listening_socket(
+            self._host,
+            self._port,
+            what="health endpoint",
+            hint="Pass --health-port N (RESULTS_REALTIME_DAEMON_HEALTH_PORT), or 0 to turn the "
+            "endpoint off.",
+        )
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         try:
-            await web.TCPSite(runner, self._host, self._port).start()
-        except OSError as exc:
+            await web.SockSite(runner, sock).start()
+        except BaseException:
+            sock.close()
             await runner.cleanup()
-            if exc.errno == errno.EADDRINUSE:
-                raise PortInUseError(
-                    f"the health endpoint cannot listen on {self._host}:{self._port}: the port is "
-                    "taken; pass --health-port N (RESULTS_REALTIME_DAEMON_HEALTH_PORT), 0 to turn "
-                    "the endpoint off"
-                ) from None
-            raise PortInUseError(
-                f"the health endpoint cannot listen on {self._host}:{self._port}: {exc.strerror}"
-            ) from None
+            raise
         self._runner = runner
         self.port = runner.addresses[0][1]
         log.info("health.listening", host=self._host, port=self.port)

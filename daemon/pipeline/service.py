@@ -22,8 +22,8 @@ import asyncpg
 import structlog
 
 from daemon import __version__
-from daemon.config import Settings, redact_dsn, redacted
-from daemon.errors import DatabaseError
+from daemon.config import Settings, redacted
+from daemon.db import create_pool
 from daemon.log import get_logger
 from daemon.pipeline.credentials import ServiceRoleCredential
 from daemon.pipeline.health import Health, HealthServer, ListenerState, OutboxState
@@ -165,23 +165,12 @@ class PipelineService:
                 task.cancel()
 
     async def _create_pool(self) -> asyncpg.Pool:
-        s = self.settings.database
-        where = redact_dsn(self.dsn) if self.dsn else "the server named by PG* variables"
-        try:
-            pool = await asyncpg.create_pool(
-                self.dsn or None,
-                min_size=1,
-                max_size=_POOL_MAX_SIZE,
-                timeout=s.connect_timeout_s,
-                command_timeout=60.0,
-            )
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise DatabaseError(
-                f"cannot connect to PostgreSQL at {where}: {exc}. "
-                "Set DATABASE_URL (or database.url in config.toml) to a reachable server."
-            ) from exc
-        assert pool is not None
-        return pool
+        return await create_pool(
+            self.dsn,
+            max_size=_POOL_MAX_SIZE,
+            connect_timeout=self.settings.database.connect_timeout_s,
+            command_timeout=60.0,
+        )
 
     async def _close(self) -> None:
         for closer in (
