@@ -17,6 +17,23 @@
 -- concurrent writers do not serialize on the cluster-wide NOTIFY lock while the daemon is busy
 -- polling anyway. The payload is empty: a notification is a wake-up call, the outbox is the truth.
 
+-- What a trigger says instead of failing the writer's statement.
+create or replace function results_realtime.warn_unrecorded_change_v1(
+    trigger_name text, table_schema text, table_name text, error_state text, error_message text
+)
+returns void
+language plpgsql
+as $$
+begin
+    raise warning using
+        message = format('results_realtime: trigger %s on %I.%I could not record a change '
+                         '(%s: %s); the write goes on without a realtime event',
+                         trigger_name, table_schema, table_name, error_state, error_message),
+        hint = 'Fix the function named in the error; changes made meanwhile reach clients '
+               'on their next refetch.';
+end
+$$;
+
 -- submissions -> source: insert -> 'teacher' / 'ai' when the new row already carries a mark, else
 -- 'pupil'; update -> 'pupil' (body or submitted_at changed: a resubmission wins over marks reset
 -- with it), else 'teacher' (teacher_* changed), else 'ai' (ai_* changed), else 'system' (the row
@@ -90,12 +107,8 @@ begin
             from old_rows as o;
         end if;
     exception when others then
-        raise warning using
-            message = format('results_realtime: trigger %s on %I.%I could not record a change '
-                             '(%s: %s); the write goes on without a realtime event',
-                             tg_name, tg_table_schema, tg_table_name, sqlstate, sqlerrm),
-            hint = 'Fix the function named in the error; changes made meanwhile reach clients '
-                   'on their next refetch.';
+        perform results_realtime.warn_unrecorded_change_v1(
+            tg_name, tg_table_schema, tg_table_name, sqlstate, sqlerrm);
         return null;
     end;
     if v_activity_ids is not null then
@@ -170,12 +183,8 @@ begin
             where c.activity_id is not null;
         end if;
     exception when others then
-        raise warning using
-            message = format('results_realtime: trigger %s on %I.%I could not record a change '
-                             '(%s: %s); the write goes on without a realtime event',
-                             tg_name, tg_table_schema, tg_table_name, sqlstate, sqlerrm),
-            hint = 'Fix the function named in the error; changes made meanwhile reach clients '
-                   'on their next refetch.';
+        perform results_realtime.warn_unrecorded_change_v1(
+            tg_name, tg_table_schema, tg_table_name, sqlstate, sqlerrm);
         return null;
     end;
     if v_activity_ids is not null then
