@@ -99,7 +99,24 @@ def machine() -> str:
     )
 
 
-async def run_pipeline(names: list[str], runs: int, quick: bool, knobs: Knobs) -> list[BenchResult]:
+def code_version() -> str:
+    """The commit measured, and whether daemon/ or sql/ differ from it (a shared checkout)."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False)
+        return done.stdout.rstrip("\n")
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--", "daemon", "sql").splitlines()
+    if not dirty:
+        return f"commit {head} (daemon/ and sql/ clean)"
+    files = ", ".join(line[3:] for line in dirty)
+    return f"commit {head} + uncommitted changes in: {files}"
+
+
+async def run_pipeline(
+    names: list[str], runs: int, quick: bool, knobs: Knobs, json_path: Path | None
+) -> list[BenchResult]:
     cluster = Cluster(knobs)
     results: list[BenchResult] = []
     await cluster.start()
@@ -111,6 +128,9 @@ async def run_pipeline(names: list[str], runs: int, quick: bool, knobs: Knobs) -
             progress(f"{name}: done in {time.monotonic() - started:.0f} s")
             results.append(result)
             print(result.markdown() + "\n", flush=True)
+            if json_path is not None:  # after each benchmark: a later failure keeps these
+                text = json.dumps([asdict(r) for r in results], indent=2, default=str)
+                await asyncio.to_thread(json_path.write_text, text)
     finally:
         await cluster.stop()
     return results
@@ -146,14 +166,14 @@ def main(argv: list[str] | None = None) -> int:
         burst_budget=args.burst_budget,
     )
     print(f"CPU busy before starting: {background:.2f} of {psutil.cpu_count()} cores")
+    print(f"code: {code_version()}")
     print(f"command: python -m bench {' '.join(sys.argv[1:] if argv is None else argv)}")
     if knobs.daemon_env:
         print(f"daemon overrides: {dict(knobs.daemon_env)}")
     print(flush=True)
     pipeline = [n for n in names if n in PIPELINE]
-    results = asyncio.run(run_pipeline(pipeline, runs, args.quick, knobs)) if pipeline else []
-    if args.json is not None:
-        args.json.write_text(json.dumps([asdict(r) for r in results], indent=2, default=str))
+    if pipeline:
+        asyncio.run(run_pipeline(pipeline, runs, args.quick, knobs, args.json))
     code = 0
     if HUB_FANOUT in names:
         if HUB_FANOUT_SCRIPT.exists():

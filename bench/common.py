@@ -434,7 +434,7 @@ class CpuAccount:
     `by_label(labels)` groups them: the given pids by name, PostgreSQL by its process title.
     """
 
-    def __init__(self, interval_s: float = 0.25) -> None:
+    def __init__(self, interval_s: float = 1.0) -> None:
         self._interval = interval_s
         self._first: dict[int, float] = {}
         self._last: dict[int, float] = {}
