@@ -9,6 +9,9 @@ export default defineConfig({
   test: {
     globalSetup: ['test/hub.setup.ts'],
     pool: 'forks',
+    // Each end-to-end file starts its own stack (PostgreSQL, hub, daemon): one file at a time keeps
+    // a 2-core machine from starving them.
+    fileParallelism: false,
     poolOptions: { forks: { execArgv } },
     testTimeout: 30_000,
     hookTimeout: 60_000,

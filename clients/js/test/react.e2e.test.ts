@@ -1,0 +1,94 @@
+// useAssignmentResults rendered by React (react-dom into a jsdom document) with the real
+// supabase-js against the hub and the daemon: it loads, patches on a SQL write, and leaves the
+// channel when the component unmounts.
+import { createClient } from '@supabase/supabase-js';
+import { JSDOM } from 'jsdom';
+import { act, createElement, type ReactElement } from 'react';
+import { createRoot, type Root } from 'react-dom/client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { getCell } from '../src/index.js';
+import { type AssignmentResultsView, useAssignmentResults } from '../src/react.js';
+import { answer, refetchVia, startStack, type Stack } from './support/stack.js';
+
+let stack: Stack;
+// react-dom renders into jsdom's document; everything else (WebSocket, URL) stays Node's own.
+const dom = new JSDOM('<!doctype html><body></body>');
+Object.assign(globalThis, { window: dom.window, document: dom.window.document });
+(globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true;
+
+beforeAll(async () => {
+  stack = await startStack();
+}, 120_000);
+afterAll(async () => stack?.stop());
+
+/** Renders the hook and lets the test wait until what it returned satisfies a predicate. */
+function renderHook(props: Parameters<typeof useAssignmentResults>) {
+  const views: AssignmentResultsView[] = [];
+  const waiters = new Set<() => void>();
+  function Probe(): ReactElement | null {
+    const view = useAssignmentResults(...props);
+    views.push(view);
+    waiters.forEach((wake) => wake());
+    return createElement('span', null, view.status);
+  }
+  const container = document.createElement('div');
+  document.body.append(container);
+  let root: Root;
+  act(() => {
+    root = createRoot(container);
+    root.render(createElement(Probe));
+  });
+  const until = (predicate: (view: AssignmentResultsView) => boolean, what: string) =>
+    new Promise<AssignmentResultsView>((resolve, reject) => {
+      const check = () => {
+        const last = views.at(-1);
+        if (last && predicate(last)) {
+          waiters.delete(check);
+          clearTimeout(timer);
+          resolve(last);
+        }
+      };
+      const timer = setTimeout(() => {
+        waiters.delete(check);
+        reject(new Error(`${what}: not reached in 15 s (last status ${views.at(-1)?.status})`));
+      }, 15_000);
+      waiters.add(check);
+      check();
+    });
+  return { until, text: () => container.textContent, unmount: () => act(() => root.unmount()) };
+}
+
+describe('useAssignmentResults', () => {
+  it('loads, patches cells in place and leaves the channel on unmount', async () => {
+    const { info } = stack;
+    const group = info.groups[1];
+    const supabase = createClient(info.hubUrl, info.anonKey, {
+      accessToken: async () => group.teacherToken,
+    });
+    const refetches: string[] = [];
+    const hook = renderHook([
+      supabase,
+      { groupId: group.id, lessonId: info.lessonId },
+      { refetch: refetchVia(info, group.teacherToken, refetches) },
+    ]);
+    const loaded = await hook.until((v) => v.matrix.loaded && v.status === 'subscribed', 'loaded');
+    expect(loaded.matrix.pupilIds).toEqual(expect.arrayContaining(group.pupilIds));
+    expect(hook.text()).toBe('subscribed');
+
+    const pupil = group.pupilIds[2];
+    await answer(info, pupil, 'act-define', 'from the hook test');
+    const patched = await hook.until(
+      (v) => getCell(v.matrix, pupil, 'act-define')?.status === 'submitted',
+      'patched',
+    );
+    expect(getCell(patched.matrix, pupil, 'act-define')?.needsMarking).toBe(true);
+    expect(refetches).toEqual(['assignment']);
+
+    const topic = `realtime:assignment_results:${group.id}:${info.lessonId}`;
+    expect(supabase.getChannels().map((c) => c.topic)).toContain(topic);
+    await hook.unmount();
+    await expect.poll(() => supabase.getChannels().map((c) => c.topic), { timeout: 5_000 }).not.toContain(topic);
+    await supabase.removeAllChannels();
+  });
+});
