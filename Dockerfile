@@ -4,8 +4,8 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY daemon ./daemon
 COPY sql ./sql
-RUN rm daemon/sql && cp -r sql daemon/sql \
- && pip wheel --no-cache-dir --wheel-dir /wheels .
+# daemon/sql is a symlink to ../sql; the wheel build follows it, so the SQL ships in the package.
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
