@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import math
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -383,12 +384,19 @@ async def hub_and_daemon(
                 "daemon",
             )
         yield stack
+    except BaseException:
+        progress(f"the hub's and the daemon's logs are kept in {log_dir}")
+        raise
     finally:
+        clean = True
         if stack.daemon is not None:
             code = await stack.daemon.stop()
             if code not in (0, None):
+                clean = False
                 progress(f"daemon exited with {code}; log: {stack.daemon.log_path}")
         await hub.stop()
+    if clean:
+        shutil.rmtree(log_dir, ignore_errors=True)
 
 
 class PeakRss:
