@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import asyncpg
 from structlog.contextvars import merge_contextvars
@@ -96,3 +98,22 @@ async def test_flag_flipped_in_the_database_is_noticed(
             status, body = await healthz(http, port)
     assert status == 200
     assert body["enabled"] is False
+
+
+async def test_stop_is_bounded_when_the_database_stops_answering(
+    pg_proxy: TcpProxy, db: asyncpg.Connection, capture_server: CaptureServer
+) -> None:
+    """Every close step then waits for an answer that never comes: each gives up and aborts."""
+    settings = fast_settings(capture_server.url)
+    with capture_logs() as logs:
+        async with running(pg_proxy.dsn(), settings) as service:
+            pg_proxy.black_hole = True  # sockets stay open, nothing is answered
+            service.stop()
+            await asyncio.wait_for(service.stopped.wait(), settings.daemon.shutdown_timeout_s)
+    assert any(e["event"] == "daemon.stopped" for e in logs)
+    # aborted, not leaked: the server saw the sessions end, so a standby may take the lock
+    await eventually(lambda: pg_proxy.open_connections == 0, what="every connection closed")
+    await eventually(
+        lambda: db.fetchval("select count(*) = 0 from pg_locks where locktype = 'advisory'"),
+        what="the leader lock released",
+    )

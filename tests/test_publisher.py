@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -174,6 +176,32 @@ async def test_retry_bound_in_time(capture_server: CaptureServer) -> None:
     assert report.stalled
     assert 1 < len(capture_server.requests) < 100
     assert outcomes.acked == []
+
+
+async def test_cancellation_wins_over_a_request_timeout_expiring_with_it(
+    capture_server: CaptureServer,
+) -> None:
+    """A shutdown that cancels a publish must stop it, even when the request times out as well.
+
+    On a loaded machine the owner's cancel and the request's own timeout can land in the same
+    event-loop iteration; the timeout must not absorb the cancellation (the publish would then
+    retry and the daemon would never stop). Stalling the loop past both makes them coincide.
+    """
+    capture_server.fail_next(1, "timeout")  # Realtime never answers: the request is in flight
+    loop = asyncio.get_running_loop()
+    timeout_s = 0.3
+    async with make_publisher(
+        capture_server.url, request_timeout_s=timeout_s, retry_max_attempts=5
+    ) as publisher:
+        publishing = asyncio.create_task(publisher.publish(messages(1), Outcomes()))
+        await capture_server.wait_for_requests(1)  # sent: its timeout is armed
+        loop.call_later(timeout_s, publishing.cancel)  # due after the request's timeout
+        loop.call_soon(time.sleep, 2 * timeout_s)  # a busy machine: both become due together
+        done, _ = await asyncio.wait({publishing}, timeout=10)
+        publishing.cancel()
+    assert publishing in done
+    assert publishing.cancelled()
+    assert len(capture_server.requests) == 1  # not retried after the cancellation
 
 
 async def test_rejected_message_is_isolated_and_dead_lettered(

@@ -10,6 +10,7 @@ from daemon.config import Settings, load_settings
 from daemon.errors import ConfigError
 from daemon.log import configure_logging
 from daemon.pipeline.service import PipelineService
+from daemon.pipeline.stop_watchdog import StopWatchdog
 
 HELP = "run the daemon: outbox -> Supabase Realtime broadcasts"
 DESCRIPTION = """\
@@ -31,7 +32,7 @@ LISTEN connection or the database is down) and GET /metrics (Prometheus).
 
 Signals: SIGTERM or SIGINT stop claiming, let the batch in flight finish (or leave it staged,
 which is durable), close the connections and exit 0 within daemon.shutdown_timeout_s; a second
-signal stops at once.
+signal stops at once. A stop that would overrun the bound is cut short (daemon.stop_timeout).
 
 Log events (JSON lines): daemon.started, daemon.disabled, daemon.stopped, listener.connected,
 listener.lost, listener.recovered, listener.probe_failed, leader.acquired, leader.lost,
@@ -64,15 +65,24 @@ def run(args: argparse.Namespace) -> int:
     settings = effective_settings(args)
     configure_logging(level=settings.daemon.log_level)
     dsn = args.database_url or settings.database.url
-    asyncio.run(serve(settings, dsn))
+    watchdog = StopWatchdog(settings.daemon.shutdown_timeout_s)
+    try:
+        asyncio.run(serve(settings, dsn, watchdog))
+    finally:
+        watchdog.disarm()  # only now: the event loop's own teardown is covered too
     return 0
 
 
-async def serve(settings: Settings, dsn: str | None) -> None:
+async def serve(settings: Settings, dsn: str | None, watchdog: StopWatchdog) -> None:
     service = PipelineService(settings, dsn=dsn)
     loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        watchdog.arm(loop)
+        service.stop()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, service.stop)
+        loop.add_signal_handler(sig, stop)
     try:
         await service.run()
     finally:

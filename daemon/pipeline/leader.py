@@ -128,17 +128,24 @@ class LeaderElection:
         if conn is not None and not conn.is_closed():
             conn.terminate()
 
-    async def close(self) -> None:
-        """Release the lock promptly on a clean shutdown so a standby need not wait."""
+    async def close(self, timeout_s: float = 2.0) -> None:
+        """Release the lock promptly on a clean shutdown so a standby need not wait.
+
+        Bounded: a connection that does not answer within `timeout_s` is terminated (the server
+        then frees the lock when it notices), and so is one whose close is cancelled.
+        """
         conn, self._conn = self._conn, None
         was_leader = self.is_leader
         self._step_down("shutting down")
         if conn is None or conn.is_closed():
             return
         try:
-            async with asyncio.timeout(2.0):
+            async with asyncio.timeout(timeout_s):
                 if was_leader:
                     await conn.fetchval(query("runtime_leader_unlock"), self._key)
                 await conn.close()
-        except Exception:
-            conn.terminate()
+        except Exception as exc:
+            log.warning("leader.close_aborted", error=repr(exc))
+        finally:
+            if not conn.is_closed():
+                conn.terminate()

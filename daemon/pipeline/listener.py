@@ -110,8 +110,9 @@ class Listener:
             )
             self._request_catch_up()
 
-    async def close(self) -> None:
-        await self._drop()
+    async def close(self, timeout_s: float = 2.0) -> None:
+        """Bounded: a connection that does not close within `timeout_s` is terminated."""
+        await self._drop(timeout_s)
 
     async def probe(self) -> None:
         """NOTIFY ourselves and wait for the echo; TimeoutError when it does not come back."""
@@ -186,15 +187,19 @@ class Listener:
         self.connected = True
         self._metrics.listener_connected.set(1)
 
-    async def _drop(self) -> None:
+    async def _drop(self, timeout_s: float = 2.0) -> None:
         conn, self._conn = self._conn, None
         self.connected = False
         self._metrics.listener_connected.set(0)
-        if conn is not None and not conn.is_closed():
-            try:
-                async with asyncio.timeout(2.0):
-                    await conn.close()
-            except Exception:
+        if conn is None or conn.is_closed():
+            return
+        try:
+            async with asyncio.timeout(timeout_s):
+                await conn.close()
+        except Exception as exc:
+            log.warning("listener.close_aborted", error=repr(exc))
+        finally:
+            if not conn.is_closed():
                 conn.terminate()
 
     def _on_terminated(self, conn: object) -> None:

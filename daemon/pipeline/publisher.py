@@ -1,7 +1,11 @@
 """Publishes staged messages with Supabase Realtime's REST batch broadcast.
 
 One pooled aiohttp session (keep-alive), at most `max_messages_per_request` messages per POST,
-every message counted against the daemon-wide token bucket before each attempt. Outcomes:
+every message counted against the daemon-wide token bucket before each attempt. The request
+timeout is an `asyncio.timeout` around the whole exchange, not aiohttp's own: aiohttp enters its
+timer twice per request and so can turn a cancellation that lands together with the timeout into
+a TimeoutError, which would make a publish that shutdown cancelled retry instead of stopping.
+Outcomes:
 - 2xx: accepted, the messages are acknowledged (deleted from the stage) at once;
 - 429, 5xx, timeouts, transport errors: retried with exponential backoff and jitter, bounded in
   attempts and in time; when the bound is exhausted the messages stay staged (durable) and the
@@ -14,6 +18,7 @@ every message counted against the daemon-wide token bucket before each attempt. 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import time
@@ -137,7 +142,7 @@ class Publisher:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=4, keepalive_timeout=30.0),
-                timeout=aiohttp.ClientTimeout(total=self._settings.request_timeout_s),
+                timeout=aiohttp.ClientTimeout(),  # none of aiohttp's timers: see _post
                 raise_for_status=False,
             )
         return self._session
@@ -214,7 +219,10 @@ class Publisher:
             "Content-Type": "application/json",
         }
         try:
-            async with self._http().post(self._url, data=body, headers=headers) as response:
+            async with (
+                asyncio.timeout(self._settings.request_timeout_s),
+                self._http().post(self._url, data=body, headers=headers) as response,
+            ):
                 status = response.status
                 text = (await response.text(errors="replace"))[:_BODY_LOG_LIMIT]
                 retry_after = _retry_after(response.headers.get("Retry-After"))

@@ -8,6 +8,10 @@ Work loop of the leader (the doorbell protocol agreed with the triggers):
   `busy_poll_interval_ms` until both the outbox and the stage are empty.
 Staging waits for the budget, so under a rate limit changes pile up in the outbox, where they
 coalesce (latest state wins), instead of as many small staged messages.
+
+Stopping runs on one clock started by the first `stop()` (see `shutdown_schedule`): the batch in
+flight gets a grace period, then it is cancelled (it stays staged, which is durable) and every
+connection is closed at once, each close bounded by what is left and falling back to an abort.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ import asyncio
 import contextlib
 import os
 import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -39,6 +46,26 @@ _STALL_BACKOFF_MIN_S = 0.05
 _STALL_BACKOFF_MAX_S = 30.0
 _HEALTH_QUERY_TIMEOUT_S = 2.0
 _POOL_MAX_SIZE = 4
+# Of daemon.shutdown_timeout_s: closing the connections gets this share (at most _CLOSE_MAX_S),
+# the process's own exit this share (at most _EXIT_MAX_S); the batch in flight has the rest.
+_CLOSE_SHARE, _CLOSE_MAX_S = 0.3, 2.0
+_EXIT_SHARE, _EXIT_MAX_S = 0.1, 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownSchedule:
+    """Seconds after the stop request by which each phase of a clean stop must be over."""
+
+    grace_s: float  # the batch in flight may finish until then; then it is cancelled
+    closed_s: float  # every connection is closed (aborted if need be); the process may exit
+
+
+def shutdown_schedule(timeout_s: float) -> ShutdownSchedule:
+    """Split daemon.shutdown_timeout_s, leaving the process time to exit within it."""
+    closing = min(_CLOSE_MAX_S, timeout_s * _CLOSE_SHARE)
+    exiting = min(_EXIT_MAX_S, timeout_s * _EXIT_SHARE)
+    grace = timeout_s - closing - exiting
+    return ShutdownSchedule(grace_s=grace, closed_s=grace + closing)
 
 
 class _LeadershipLost(Exception):
@@ -56,6 +83,8 @@ class PipelineService:
         self.stopped = asyncio.Event()
         self._stopping = asyncio.Event()
         self._stop_requests = 0
+        self.shutdown = shutdown_schedule(settings.daemon.shutdown_timeout_s)
+        self._stop_requested_at: float | None = None
         self._enabled = settings.realtime.enabled
         self._random = random.Random()
         self._pool: asyncpg.Pool | None = None
@@ -74,6 +103,8 @@ class PipelineService:
     def stop(self) -> None:
         """First call: drain politely. Second call: stop the work in flight at once."""
         self._stop_requests += 1
+        if self._stop_requested_at is None:
+            self._stop_requested_at = time.monotonic()
         self._stopping.set()
         if self._stop_requests > 1 and self._lead_task is not None:
             self._lead_task.cancel()
@@ -148,7 +179,6 @@ class PipelineService:
     async def _supervise(self) -> None:
         assert self.listener is not None
         assert self.leader is not None
-        grace = max(0.5, self.settings.daemon.shutdown_timeout_s - 3.0)
         async with asyncio.TaskGroup() as tg:
             background = [
                 tg.create_task(self.listener.run(), name="listener"),
@@ -156,13 +186,23 @@ class PipelineService:
             ]
             self._lead_task = tg.create_task(self._lead(), name="lead")
             await self._stopping.wait()
-            log.info("daemon.stopping", grace_s=grace)
+            grace = self._left(self.shutdown.grace_s)
+            log.info("daemon.stopping", grace_s=round(grace, 3))
             done, _ = await asyncio.wait({self._lead_task}, timeout=grace)
             if not done:
                 log.warning("daemon.stop_forced", note="the batch in flight stays staged")
                 self._lead_task.cancel()
             for task in background:
                 task.cancel()
+            tasks = {self._lead_task, *background}
+            _, stuck = await asyncio.wait(tasks, timeout=self._left(self.shutdown.closed_s))
+            if stuck:  # a cancellation was swallowed somewhere: say where, for the bug report
+                me = asyncio.current_task()
+                log.error(
+                    "daemon.stop_stuck",
+                    tasks=sorted(repr(t) for t in asyncio.all_tasks() if t is not me),
+                    note="tasks still running after their cancellation",
+                )
 
     async def _create_pool(self) -> asyncpg.Pool:
         return await create_pool(
@@ -172,21 +212,27 @@ class PipelineService:
             command_timeout=60.0,
         )
 
+    def _left(self, phase_end_s: float) -> float:
+        """Seconds until this point of the shutdown schedule (counted from the stop request)."""
+        if self._stop_requested_at is None:  # start-up failed or run() was cancelled: no grace
+            return max(0.0, phase_end_s - self.shutdown.grace_s)
+        return max(0.0, self._stop_requested_at + phase_end_s - time.monotonic())
+
     async def _close(self) -> None:
-        for closer in (
-            self.health.close() if self.health else None,
-            self.publisher.close() if self.publisher else None,
-            self.leader.close() if self.leader else None,
-            self.listener.close() if self.listener else None,
-        ):
-            if closer is not None:
-                with contextlib.suppress(Exception):
-                    await closer
+        """Close everything at once; a step that overruns the schedule is aborted instead."""
+        timeout = self._left(self.shutdown.closed_s)
+        steps: list[Awaitable[None]] = []
+        if self.health is not None:
+            steps.append(_bounded("health", self.health.close(), timeout))
+        if self.publisher is not None:
+            steps.append(_bounded("publisher", self.publisher.close(), timeout))
+        if self.leader is not None:
+            steps.append(_bounded("leader", self.leader.close(timeout), timeout))
+        if self.listener is not None:
+            steps.append(_bounded("listener", self.listener.close(timeout), timeout))
         if self._pool is not None:
-            try:
-                await asyncio.wait_for(self._pool.close(), 3.0)
-            except Exception:
-                self._pool.terminate()
+            steps.append(_bounded("pool", self._pool.close(), timeout, self._pool.terminate))
+        await asyncio.gather(*steps)
 
     # ---- leadership -----------------------------------------------------------------------
 
@@ -362,6 +408,23 @@ class PipelineService:
             outbox=outbox,
             problems=tuple(problems),
         )
+
+
+async def _bounded(
+    step: str, closing: Awaitable[None], timeout_s: float, abort: Callable[[], None] | None = None
+) -> None:
+    """One close step of the shutdown: at most `timeout_s`, then `abort`; never raises."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await closing
+    except TimeoutError:
+        log.warning("daemon.close_timeout", step=step, timeout_s=round(timeout_s, 3))
+        if abort is not None:
+            abort()
+    except Exception as exc:
+        log.warning("daemon.close_failed", step=step, error=repr(exc))
+        if abort is not None:
+            abort()
 
 
 async def _first_of(*events: asyncio.Event) -> None:

@@ -59,6 +59,8 @@ class CliProcess:
         self.stderr = ""
         self._changed = asyncio.Condition()
         self._reader = asyncio.create_task(self._read())
+        # drained all along: a child blocked on a full stderr pipe would look like a hang
+        self._stderr_reader = asyncio.create_task(self._read_stderr())
 
     @classmethod
     async def start(cls, args: Sequence[str], env: Mapping[str, str], cwd: Path) -> CliProcess:
@@ -85,6 +87,11 @@ class CliProcess:
                     if isinstance(parsed, dict):
                         self.events.append(parsed)
                 self._changed.notify_all()
+
+    async def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        async for raw in self.proc.stderr:
+            self.stderr += raw.decode(errors="replace")
 
     async def __aenter__(self) -> CliProcess:
         return self
@@ -116,18 +123,24 @@ class CliProcess:
         return hit
 
     async def _stderr(self) -> str:
-        if self.proc.stderr is not None and not self.stderr:
-            self.stderr = (await self.proc.stderr.read()).decode(errors="replace")
+        await self._stderr_reader
         return self.stderr
 
     def signal(self, sig: signal.Signals) -> None:
         self.proc.send_signal(sig)
 
     async def wait(self, *, deadline_s: float = 15.0) -> int:
-        async with asyncio.timeout(deadline_s):
-            code = await self.proc.wait()
-            await self._reader
-        await self._stderr()
+        """The exit code; fails with the last output lines if the process outlives the deadline."""
+        try:
+            async with asyncio.timeout(deadline_s):
+                code = await self.proc.wait()
+                await self._reader
+                await self._stderr_reader
+        except TimeoutError:
+            raise AssertionError(
+                f"still running {deadline_s}s later; last output: {self.text[-20:]}; "
+                f"stderr: {self.stderr[-2000:]}"
+            ) from None
         return code
 
     async def kill(self) -> None:

@@ -1,7 +1,8 @@
 """A TCP proxy in front of PostgreSQL for failure injection (as asyncpg's own tests do).
 
-It can cut every open connection, refuse new ones and accept them again, and it can drop
-PostgreSQL NotificationResponse messages on their way to the client, which is what a
+It can cut every open connection, refuse new ones and accept them again, turn into a black hole
+(every byte dropped both ways, sockets left open: to the client the server hangs), and it can
+drop PostgreSQL NotificationResponse messages on their way to the client, which is what a
 transaction-mode pooler looks like to a LISTENing client (LISTEN "works", nothing ever arrives).
 """
 
@@ -20,6 +21,7 @@ class TcpProxy:
         self.target_port = target_port
         self.drop_notifications = drop_notifications
         self.refusing = False
+        self.black_hole = False  # drop every byte both ways; the streams cannot recover from it
         self.notifications_dropped = 0
         self._server: asyncio.Server | None = None
         self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
@@ -57,6 +59,10 @@ class TcpProxy:
                 writer.transport.abort()
         self._pairs.clear()
         return len(pairs)
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._pairs)
 
     def refuse(self) -> None:
         self.refusing = True
@@ -101,12 +107,14 @@ class TcpProxy:
                         negotiation[0] += 1
                     else:
                         first = False
-                    writer.write(head + rest)
+                    if not self.black_hole:
+                        writer.write(head + rest)
                 else:
                     data = await reader.read(65536)
                     if not data:
                         return
-                    writer.write(data)
+                    if not self.black_hole:
+                        writer.write(data)
                 await writer.drain()
 
     async def _server_to_client(
@@ -117,7 +125,8 @@ class TcpProxy:
                 kind = await reader.readexactly(1)
                 if negotiation[0] > 0:  # the one-byte answer to SSLRequest / GSSENCRequest
                     negotiation[0] -= 1
-                    writer.write(kind)
+                    if not self.black_hole:
+                        writer.write(kind)
                     await writer.drain()
                     if kind != b"N":
                         break  # encrypted from here on: pass bytes through unparsed
@@ -127,11 +136,13 @@ class TcpProxy:
                 if kind == b"A" and self.drop_notifications:
                     self.notifications_dropped += 1
                     continue
-                writer.write(kind + struct.pack("!i", length) + body)
+                if not self.black_hole:
+                    writer.write(kind + struct.pack("!i", length) + body)
                 await writer.drain()
             while True:
                 data = await reader.read(65536)
                 if not data:
                     return
-                writer.write(data)
+                if not self.black_hole:
+                    writer.write(data)
                 await writer.drain()
