@@ -116,6 +116,24 @@ async def test_seq_continues_across_a_restart(
     assert_gapless(capture_server)
 
 
+async def test_after_a_server_restart_the_daemon_skips_one_seq_and_clients_see_a_gap(
+    database_url: str, db: asyncpg.Connection, capture_server: CaptureServer, school: School
+) -> None:
+    channel, pupil = school.channel(), school.pupils[0]
+    settings = fast_settings(capture_server.url)
+    async with running(database_url, settings):
+        await submit_text(db, "a-text", pupil, "before")
+        await capture_server.wait_until(cell_is(channel, "a-text", pupil, seq=1))
+    # What a server restart (or crash recovery) looks like to the next daemon start.
+    await db.execute("update results_realtime.runtime_state set server_instance = 'earlier'")
+    await submit_text(db, "a-text", pupil, "after")
+    async with running(database_url, settings):
+        await capture_server.wait_until(cell_is(channel, "a-text", pupil, seq=3))
+    states = [cells_of(m)[0] for m in capture_server.by_channel()[channel]]
+    seqs = [(c["seq"], c["prevSeq"]) for c in states]
+    assert seqs == [(1, None), (3, 2)]  # seq 2 is skipped: prevSeq 2 is not the 1 clients hold
+
+
 async def test_terminated_listener_reconnects_and_nothing_is_lost(
     database_url: str, db: asyncpg.Connection, capture_server: CaptureServer, school: School
 ) -> None:

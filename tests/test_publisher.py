@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,10 @@ class Message:
     def payload(self) -> dict[str, Any]:
         event_id = f"{self.channel}:{self.seq}"
         return {"seq": self.seq, "prevSeq": self.seq - 1 or None, "eventId": event_id}
+
+    @property
+    def payload_json(self) -> bytes:
+        return json.dumps(self.payload, separators=(",", ":")).encode()
 
 
 @dataclass
@@ -285,3 +290,26 @@ async def test_minted_token_when_only_the_jwt_secret_is_set(
 def test_missing_credentials_name_both_variables() -> None:
     with pytest.raises(ConfigError, match=r"SUPABASE_SERVICE_ROLE_KEY.*SUPABASE_JWT_SECRET"):
         ServiceRoleCredential(RealtimeSettings())
+
+
+@dataclass(frozen=True)
+class BigMessage(Message):
+    size: int = 300_000
+
+    @property
+    def payload_json(self) -> bytes:
+        return b'{"blob":"' + b"x" * self.size + b'"}'
+
+
+async def test_requests_stay_below_the_body_bound_and_keep_the_order(
+    capture_server: CaptureServer,
+) -> None:
+    big = [BigMessage(id=i, channel="assignment_results:g1:l1", seq=i) for i in range(1, 8)]
+    huge = BigMessage(id=8, channel="assignment_results:g1:l1", seq=8, size=900_000)
+    async with make_publisher(capture_server.url) as publisher:
+        chunks = publisher.chunks([*big, huge])
+        assert [[m.id for m in c] for c in chunks] == [[1, 2, 3], [4, 5, 6], [7], [8]]
+        outcomes = Outcomes()
+        report = await publisher.publish([*big, huge], outcomes)
+    assert (report.accepted, report.requests, report.dead_lettered) == (8, 4, 0)
+    assert outcomes.acked == list(range(1, 9))

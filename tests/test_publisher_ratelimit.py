@@ -1,10 +1,10 @@
-"""The token bucket (pure: a fake clock drives it)."""
+"""The rolling-window limiter (pure: a fake clock drives it)."""
 
 from __future__ import annotations
 
 import pytest
 
-from daemon.pipeline.ratelimit import TokenBucket, bucket_capacity
+from daemon.pipeline.ratelimit import RollingWindowLimiter
 
 
 class Clock:
@@ -15,40 +15,79 @@ class Clock:
         return self.now
 
 
-def test_never_more_than_capacity_plus_rate_times_elapsed() -> None:
-    clock = Clock()
-    bucket = TokenBucket(rate=10, capacity=10, clock=clock)
-    taken = 0
-    for _ in range(1000):  # 10 simulated seconds in 10 ms steps, greedy taker
-        while bucket.try_take(1):
-            taken += 1
-        clock.now += 0.01
-    assert taken <= 10 + 10 * 10
-    assert taken >= 10 * 10
+def _greedy(limiter: RollingWindowLimiter, clock: Clock, seconds: float, step: float) -> list[float]:
+    """Take one message whenever allowed; return the admission times."""
+    times: list[float] = []
+    end = clock.now + seconds
+    while clock.now < end:
+        while limiter.try_take(1):
+            times.append(clock.now)
+        clock.now += step
+    return times
 
 
-def test_idle_time_does_not_accumulate_beyond_capacity() -> None:
+@pytest.mark.parametrize("rate", [1, 7, 40, 100])
+def test_no_rolling_second_ever_exceeds_the_rate(rate: int) -> None:
     clock = Clock()
-    bucket = TokenBucket(rate=5, capacity=5, clock=clock)
+    limiter = RollingWindowLimiter(rate, max_per_request=50, clock=clock)
+    times = _greedy(limiter, clock, seconds=10, step=0.003)
+    worst = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
+    assert worst <= rate
+    assert len(times) >= rate * 9  # and it does use the budget
+
+
+def test_a_burst_after_idle_time_gets_one_window_not_more() -> None:
+    clock = Clock()
+    limiter = RollingWindowLimiter(40, max_per_request=50, clock=clock)
     clock.now += 3600
-    assert bucket.available() == 5
-    assert bucket.try_take(5)
-    assert not bucket.try_take(1)
-    assert bucket.delay_for(1) == pytest.approx(0.2)
-    assert bucket.delay_for(5) == pytest.approx(1.0)
+    assert limiter.available() == 40
+    assert limiter.try_take(40)
+    assert not limiter.try_take(1)
+    assert limiter.delay_for(1) == pytest.approx(1.0)
+    clock.now += 0.5
+    assert limiter.delay_for(1) == pytest.approx(0.5)
 
 
-async def test_acquire_refuses_more_than_capacity() -> None:
-    bucket = TokenBucket(rate=5, capacity=5)
-    with pytest.raises(ValueError, match="capacity"):
-        await bucket.acquire(6)
+def test_room_frees_in_admission_order() -> None:
+    clock = Clock()
+    limiter = RollingWindowLimiter(10, max_per_request=10, clock=clock)
+    assert limiter.try_take(4)
+    clock.now += 0.25
+    assert limiter.try_take(6)
+    assert limiter.delay_for(3) == pytest.approx(0.75)  # the first 4 leave the window at +1.0
+    assert limiter.delay_for(5) == pytest.approx(1.0)  # needs the second admission too
+
+
+def test_slow_rates_use_a_longer_window() -> None:
+    clock = Clock()
+    limiter = RollingWindowLimiter(0.5, max_per_request=50, clock=clock)
+    assert (limiter.window_s, limiter.capacity, limiter.per_request) == (2.0, 1, 1)
+    assert limiter.try_take(1)
+    clock.now += 1.5
+    assert not limiter.try_take(1)
+    clock.now += 0.5
+    assert limiter.try_take(1)
 
 
 @pytest.mark.parametrize(
     ("rate", "per_request", "expected"),
-    [(40, 50, 40), (100, 50, 50), (0.5, 50, 1), (1000, 1, 1), (2.7, 10, 2)],
+    [(40, 50, 40), (100, 50, 50), (1000, 1, 1), (2.7, 10, 2)],
 )
-def test_capacity_is_at_most_one_second_and_one_request(
-    rate: float, per_request: int, expected: float
+def test_a_request_never_carries_more_than_one_window(
+    rate: float, per_request: int, expected: int
 ) -> None:
-    assert bucket_capacity(rate, per_request) == expected
+    assert RollingWindowLimiter(rate, max_per_request=per_request).per_request == expected
+
+
+async def test_acquire_refuses_more_than_the_window_holds() -> None:
+    limiter = RollingWindowLimiter(5, max_per_request=5)
+    with pytest.raises(ValueError, match="window holds 5"):
+        await limiter.acquire(6)
+
+
+async def test_acquire_waits_for_room() -> None:
+    limiter = RollingWindowLimiter(1000, max_per_request=1000)
+    await limiter.acquire(1000)
+    assert limiter.available() == 0
+    await limiter.acquire(1)  # returns once the first admission leaves the window
+    assert limiter.available() < 1000

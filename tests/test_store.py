@@ -376,3 +376,55 @@ async def test_a_second_stager_waits_until_the_first_commits(
         assert result.claimed == 1
     finally:
         await first.close()
+
+
+async def test_stage_batch_returns_the_messages_exactly_as_staged(
+    school: School, store: Store
+) -> None:
+    await school.submit("A1", school.p1, {"text": "a"})
+    await school.submit("A3", school.p2, {"choice": "b"})
+    result = await store.stage_batch(500)
+    staged = await store.pending(10)
+    assert [(m.id, m.channel, m.seq, m.event, m.cell_count) for m in result.messages] == [
+        (m.id, m.channel, m.seq, m.event, m.cell_count) for m in staged
+    ]
+    for sent, stored in zip(result.messages, staged, strict=True):
+        assert sent.payload == stored.payload  # the same JSON value as the redelivery
+        assert sent.payload_json == encode_payload(sent.payload)  # compact, encoded once
+
+
+async def test_acks_and_the_disarm_ride_along_with_the_next_staging(
+    school: School, store: Store
+) -> None:
+    await school.submit("A1", school.p1, {"text": "first"})
+    first = await store.stage_batch(500)
+    await store.arm_doorbell()
+    await school.submit("A1", school.p2, {"text": "second"})
+    second = await store.stage_batch(500, ack=[m.id for m in first.messages], disarm=True)
+    assert [m.id for m in await store.pending(10)] == [m.id for m in second.messages]
+    armed = "select doorbell_armed from results_realtime.runtime_state"
+    assert await school.conn.fetchval(armed) is False
+    await store.arm_doorbell(ack=[m.id for m in second.messages])
+    assert await store.pending_depth() == 0
+    assert await school.conn.fetchval(armed) is True
+
+
+async def test_a_server_restart_leaves_a_gap_of_one_seq_that_clients_detect(
+    school: School, store: Store
+) -> None:
+    assert await store.check_server_restart() is False  # first check: records the instance
+    await school.submit("A1", school.p2, {"text": "before"})
+    [before] = (await store.stage_batch(500)).messages
+    assert (before.channel, before.seq) == (G1, 1)
+    assert await store.check_server_restart() is False  # same server: no gap
+    # Simulate a restart: the recorded server instance is no longer the current one.
+    await school.conn.execute(
+        "update results_realtime.runtime_state set server_instance = 'an earlier start'"
+    )
+    assert await store.check_server_restart() is True
+    assert await store.check_server_restart() is False  # once per restart
+    await school.submit("A1", school.p2, {"text": "after"})
+    [after] = (await store.stage_batch(500)).messages
+    assert after.seq == before.seq + 2  # seq 2 is never used: its content may have been lost
+    assert after.payload["prevSeq"] != before.seq  # a client that applied seq 1 refetches
+    assert after.payload["eventId"] == f"{G1}:{after.seq}"

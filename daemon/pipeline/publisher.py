@@ -1,7 +1,7 @@
 """Publishes staged messages with Supabase Realtime's REST batch broadcast.
 
-One pooled aiohttp session (keep-alive), at most `max_messages_per_request` messages per POST,
-every message counted against the daemon-wide token bucket before each attempt. The request
+One pooled aiohttp session (keep-alive), at most `limiter.per_request` messages per POST, every
+message counted against the daemon-wide rolling-window budget before each attempt. The request
 timeout is an `asyncio.timeout` around the whole exchange, not aiohttp's own: aiohttp enters its
 timer twice per request and so can turn a cancellation that lands together with the timeout into
 a TimeoutError, which would make a publish that shutdown cancelled retry instead of stopping.
@@ -22,10 +22,10 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 import aiohttp
 from tenacity import (
@@ -41,7 +41,7 @@ from daemon.errors import PublishError, RejectedPublishError, RetryablePublishEr
 from daemon.log import get_logger
 from daemon.pipeline.credentials import ServiceRoleCredential
 from daemon.pipeline.metrics import Metrics
-from daemon.pipeline.ratelimit import TokenBucket, bucket_capacity
+from daemon.pipeline.ratelimit import RollingWindowLimiter
 
 log = get_logger(__name__)
 
@@ -49,6 +49,10 @@ BROADCAST_PATH = "/realtime/v1/api/broadcast"
 _BODY_LOG_LIMIT = 2000
 # Statuses that say nothing about the messages themselves: keep them staged.
 _NOT_THE_MESSAGES = frozenset({401, 403, 404, 405})
+# A request body stays below this: common HTTP stacks refuse bigger bodies with a 413 (aiohttp's
+# default is 1 MiB; Realtime's Plug parser 8 MB), which would cost one request per message.
+MAX_BODY_BYTES = 1_000_000
+_ENVELOPE_BYTES = 200  # a message's topic, event and keys around its payload, generously
 
 
 class Publishable(Protocol):
@@ -61,7 +65,7 @@ class Publishable(Protocol):
     @property
     def event(self) -> str: ...
     @property
-    def payload(self) -> Mapping[str, Any]: ...
+    def payload_json(self) -> bytes: ...
     @property
     def seq(self) -> int: ...
     @property
@@ -113,18 +117,16 @@ class Publisher:
         realtime_url: str,
         credential: ServiceRoleCredential,
         metrics: Metrics,
-        bucket: TokenBucket | None = None,
+        limiter: RollingWindowLimiter | None = None,
     ) -> None:
         self._settings = settings
         self._url = realtime_url.rstrip("/") + BROADCAST_PATH
         self._credential = credential
         self._metrics = metrics
-        capacity = bucket_capacity(
-            settings.max_messages_per_second, settings.max_messages_per_request
+        self.limiter = limiter or RollingWindowLimiter(
+            settings.max_messages_per_second, max_per_request=settings.max_messages_per_request
         )
-        self.bucket = bucket or TokenBucket(settings.max_messages_per_second, capacity)
-        per_request = min(settings.max_messages_per_request, int(self.bucket.capacity))
-        self.request_size = max(1, per_request)
+        self.request_size = self.limiter.per_request
         self._random = random.Random()
         self._session: aiohttp.ClientSession | None = None
 
@@ -153,16 +155,15 @@ class Publisher:
             self._session = None
 
     def has_budget(self) -> bool:
-        return self.bucket.available() >= 1
+        return self.limiter.available() >= 1
 
     def budget_delay(self) -> float:
-        return self.bucket.delay_for(1)
+        return self.limiter.delay_for(1)
 
     async def publish(self, messages: Sequence[Publishable], sink: Acknowledger) -> PublishReport:
         """Send in order; stop at the first chunk that cannot be delivered now."""
         report = PublishReport()
-        for start in range(0, len(messages), self.request_size):
-            chunk = messages[start : start + self.request_size]
+        for chunk in self.chunks(messages):
             try:
                 await self._deliver(chunk, sink, report)
             except RejectedPublishError:
@@ -172,6 +173,24 @@ class Publisher:
                 await self._stall(report, exc, chunk, sink)
                 return report
         return report
+
+    def chunks(self, messages: Sequence[Publishable]) -> list[Sequence[Publishable]]:
+        """Requests in order: at most `request_size` messages and `MAX_BODY_BYTES` each.
+
+        A message larger than the byte bound alone still goes, alone (its size is bounded by
+        max_payload_bytes, which Realtime enforces per message).
+        """
+        out: list[Sequence[Publishable]] = []
+        start, size = 0, 0
+        for i, message in enumerate(messages):
+            grown = size + len(message.payload_json) + _ENVELOPE_BYTES
+            if i > start and (i - start == self.request_size or grown > MAX_BODY_BYTES):
+                out.append(messages[start:i])
+                start, grown = i, len(message.payload_json) + _ENVELOPE_BYTES
+            size = grown
+        if start < len(messages):
+            out.append(messages[start:])
+        return out
 
     async def _isolate(
         self, chunk: Sequence[Publishable], sink: Acknowledger, report: PublishReport
@@ -204,7 +223,7 @@ class Publisher:
         async for attempt in retrying:
             with attempt:
                 attempts += 1
-                await self.bucket.acquire(len(chunk))
+                await self.limiter.acquire(len(chunk))
                 report.requests += 1
                 await self._post(body)
         elapsed = time.monotonic() - started
@@ -348,17 +367,17 @@ class Publisher:
 
 
 def encode_batch(messages: Sequence[Publishable]) -> bytes:
-    """The REST batch body: bare topics, private channels."""
-    return json.dumps(
-        {
-            "messages": [
-                {"topic": m.channel, "event": m.event, "payload": m.payload, "private": True}
-                for m in messages
-            ]
-        },
-        separators=(",", ":"),
-        ensure_ascii=False,
-    ).encode()
+    """The REST batch body: bare topics, private channels, each payload's bytes as staged."""
+    parts = [
+        b'{"topic":%s,"event":%s,"payload":%s,"private":true}'
+        % (_json_text(m.channel), _json_text(m.event), m.payload_json)
+        for m in messages
+    ]
+    return b'{"messages":[' + b",".join(parts) + b"]}"
+
+
+def _json_text(text: str) -> bytes:
+    return json.dumps(text, ensure_ascii=False).encode()
 
 
 def _retry_after(value: str | None) -> float | None:

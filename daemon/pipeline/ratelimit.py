@@ -1,8 +1,9 @@
-"""A token bucket: the daemon-wide messages-per-second budget towards Realtime.
+"""The daemon-wide messages-per-second budget towards Realtime, as a rolling window.
 
-Supabase counts every element of a batch as one event, so a token is one message. The bucket's
-capacity is small (at most one second's worth) so that even a burst after a quiet minute never
-exceeds the rate by much more than one second of budget.
+Supabase counts every element of a batch as one event, so a permit is one message. A token bucket
+lets `capacity + rate` messages into some rolling second (a full bucket, then a second of refill);
+the budget promises never to exceed the rate in *any* window, so the limiter counts what it
+admitted during the last window instead.
 """
 
 from __future__ import annotations
@@ -10,59 +11,67 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 
 
-class TokenBucket:
-    """Refills continuously at `rate` tokens/s up to `capacity`; `acquire` waits for tokens."""
+class RollingWindowLimiter:
+    """Admits at most `capacity` messages in any `window_s` seconds; `acquire` waits for room."""
 
     def __init__(
         self,
         rate: float,
-        capacity: float,
         *,
+        max_per_request: int,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if rate <= 0 or capacity < 1:
-            raise ValueError("rate must be > 0 and capacity >= 1")
+        if rate <= 0 or max_per_request < 1:
+            raise ValueError("rate must be > 0 and max_per_request >= 1")
         self.rate = rate
-        self.capacity = capacity
+        # A rate below 1/s needs a longer window to admit one whole message.
+        self.window_s = max(1.0, 1.0 / rate)
+        self.capacity = max(1, math.floor(rate * self.window_s + 1e-9))
+        self.per_request = min(self.capacity, max_per_request)
         self._clock = clock
-        self._tokens = capacity
-        self._stamp = clock()
+        self._admitted: deque[tuple[float, int]] = deque()
+        self._in_window = 0
         self._lock = asyncio.Lock()
 
-    def _refill(self) -> None:
-        now = self._clock()
-        self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
-        self._stamp = now
+    def _expire(self, now: float) -> None:
+        while self._admitted and self._admitted[0][0] <= now - self.window_s:
+            self._in_window -= self._admitted.popleft()[1]
 
-    def available(self) -> float:
-        self._refill()
-        return self._tokens
+    def available(self) -> int:
+        self._expire(self._clock())
+        return self.capacity - self._in_window
 
     def delay_for(self, n: int) -> float:
-        """Seconds until `n` tokens are available (0 when they already are)."""
-        self._refill()
-        missing = n - self._tokens
-        return 0.0 if missing <= 0 else missing / self.rate
+        """Seconds until `n` more messages fit in the window (0 when they already do)."""
+        now = self._clock()
+        self._expire(now)
+        excess = self._in_window + n - self.capacity
+        if excess <= 0:
+            return 0.0
+        freed = 0
+        for stamp, count in self._admitted:
+            freed += count
+            if freed >= excess:
+                return stamp + self.window_s - now
+        return self.window_s  # n > capacity: never fits (acquire refuses it)
 
     def try_take(self, n: int) -> bool:
-        self._refill()
-        if n <= self._tokens:
-            self._tokens -= n
-            return True
-        return False
+        now = self._clock()
+        self._expire(now)
+        if self._in_window + n > self.capacity:
+            return False
+        self._admitted.append((now, n))
+        self._in_window += n
+        return True
 
     async def acquire(self, n: int) -> None:
-        """Take `n` tokens, waiting for them; callers are served one at a time (no starvation)."""
+        """Admit `n` messages, waiting for room; callers are served one at a time."""
         if n > self.capacity:
-            raise ValueError(f"cannot take {n} tokens from a bucket of capacity {self.capacity}")
+            raise ValueError(f"cannot admit {n} messages: the window holds {self.capacity}")
         async with self._lock:
             while not self.try_take(n):  # noqa: ASYNC110 - the wait is computed, not polled
-                await asyncio.sleep(self.delay_for(n))
-
-
-def bucket_capacity(rate: float, max_per_request: int) -> float:
-    """One second's worth of budget, but never below one message nor above one request."""
-    return float(max(1, min(math.floor(rate) or 1, max_per_request)))
+                await asyncio.sleep(max(self.delay_for(n), 0.001))

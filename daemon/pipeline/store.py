@@ -4,16 +4,25 @@ Two durable stages (sql/migrations/0004_outbox.sql):
 1. `outbox`: raw changes (ids, op, source), written by the triggers in the writer's transaction.
 2. `outbox_messages`: built messages with their channel seq, written by `stage_batch` in the
    transaction that deletes the raw rows they carry, deleted by `ack` once Realtime accepted them.
-A crash at any point loses nothing, `seq` never has a gap, and a redelivered message is
-byte-for-byte the one sent before (same eventId and seq), so clients drop it as a duplicate.
+A crash at any point loses nothing, `seq` never has a gap, and a redelivered message carries the
+same eventId and seq (and the same JSON value), so clients drop it as a duplicate.
+
+Staging commits asynchronously (`synchronous_commit = off`): the commit is in PostgreSQL's WAL
+buffers when it returns, which a crash of the daemon cannot undo, and the daemon publishes the
+messages from memory without waiting for a flush. Only a crash of the server itself can lose the
+last moments of staging; then the same seqs could be staged again with other content. So the
+daemon records the server instance (its start time, and the time of its last crash recovery), and
+when it sees a new one it skips one seq on every channel before staging anything
+(`check_server_restart`): clients see the gap and refetch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
 
@@ -42,11 +51,19 @@ class OutgoingMessage:
     id: int  # outbox_messages.id
     channel: str  # bare topic 'assignment_results:G:L'
     event: Literal["result_cell", "result_cells", "result_refresh"]
-    payload: dict[str, Any]  # complete, ready to publish (contains seq, prevSeq, eventId)
+    payload_json: bytes  # compact JSON, complete (seq, prevSeq, eventId): sized, stored and sent
     seq: int
     oldest_change_at: datetime  # earliest change carried (for the commit-to-publish lag)
     cell_count: int
-    payload_bytes: int  # len of the compact JSON encoding (payload.encode_payload)
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """Decoded on demand only (tests, logs): the pipeline itself moves the bytes."""
+        return cast(dict[str, Any], json.loads(self.payload_json))
+
+    @property
+    def payload_bytes(self) -> int:
+        return len(self.payload_json)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +73,7 @@ class StageResult:
     cells: int  # cells carried
     refreshes: int  # result_refresh messages among them
     skipped: int  # keys dropped (no channel: unmappable, or unenrichable with unknown channel)
+    messages: tuple[OutgoingMessage, ...] = field(default=(), repr=False)  # as staged, in id order
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +87,10 @@ class _KeyChange:
     changed_at: datetime  # of the last change
     oldest_change_at: datetime
     first_id: int
+
+
+class _EnrichFailed(Exception):
+    """The one-call enrichment raised (the staging transaction is aborted)."""
 
 
 class Store:
@@ -91,26 +113,60 @@ class Store:
 
     # ------------------------------------------------------------------------------- staging
 
-    async def stage_batch(self, limit: int) -> StageResult:
-        """Claim up to `limit` raw changes and stage them as messages, in one transaction."""
+    @contextlib.asynccontextmanager
+    async def _connection(self, conn: _Conn | None) -> AsyncIterator[_Conn]:
+        """The caller's dedicated connection, or one from the pool for this call."""
+        if conn is not None:
+            yield conn
+            return
+        async with self._pool.acquire() as pooled:
+            yield pooled
+
+    async def stage_batch(
+        self,
+        limit: int,
+        *,
+        conn: _Conn | None = None,
+        ack: Sequence[int] = (),
+        disarm: bool = False,
+    ) -> StageResult:
+        """Claim up to `limit` raw changes and stage them as messages, in one transaction.
+
+        `ack` (messages Realtime accepted) and `disarm` ride along in the same transaction, so the
+        busy loop spends no extra round trip or commit on them. The staged messages come back,
+        encoded, in `messages`: the caller publishes them without reading them back.
+        """
         if limit < 1:
             raise ValueError("limit must be at least 1")
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._connection(conn) as c:
+            try:
+                return await self._stage(c, limit, list(ack), disarm, careful=False)
+            except _EnrichFailed:  # rolled back: again, isolating the keys that fail
+                return await self._stage(c, limit, list(ack), disarm, careful=True)
+
+    async def _stage(
+        self, conn: _Conn, limit: int, ack: list[int], disarm: bool, *, careful: bool
+    ) -> StageResult:
+        async with conn.transaction():
             await conn.execute(query("store_stage_lock"), _STAGE_LOCK_KEY)
-            rows = await conn.fetch(query("store_claim_outbox"), limit)
+            rows = await conn.fetch(query("store_claim_outbox"), limit, ack, disarm)
             if not rows:
                 return StageResult(claimed=0, staged=0, cells=0, refreshes=0, skipped=0)
+            claimed = len(rows)
             changes = _coalesce(rows)
-            items, skipped = await self._enrich(conn, changes)
+            del rows[:]  # a claim can be 10,000 rows: hold only what the next step needs
+            items, skipped = await self._enrich(conn, changes, careful=careful)
+            del changes[:]
             planned = self._plan(items)
-            if planned:
-                await self._write(conn, planned)
+            del items[:]
+            messages = await self._write(conn, planned) if planned else ()
         result = StageResult(
-            claimed=len(rows),
-            staged=len(planned),
-            cells=sum(len(m.cells) for m in planned),
-            refreshes=sum(1 for m in planned if m.event == "result_refresh"),
+            claimed=claimed,
+            staged=len(messages),
+            cells=sum(m.cell_count for m in messages),
+            refreshes=sum(1 for m in messages if m.event == "result_refresh"),
             skipped=len(skipped),
+            messages=messages,
         )
         if skipped:
             log.info(
@@ -121,12 +177,39 @@ class Store:
             )
         return result
 
+    async def check_server_restart(self, *, conn: _Conn | None = None) -> bool:
+        """Before staging on a new connection: skip one seq per channel if the server restarted.
+
+        Synchronous commit on purpose: the gap must be durable before anything is staged after it.
+        True when the gap was made (a restart since the last check; never on the first check).
+        """
+        async with self._connection(conn) as c, c.transaction():
+            await c.execute(query("store_stage_lock"), _STAGE_LOCK_KEY)
+            await c.execute(query("store_sync_commit"))
+            row = await c.fetchrow(query("store_server_restart"))
+            if row is None or row["previous"] is None:
+                return False
+            await c.execute(query("store_skip_seq"))
+        log.warning(
+            "store.server_restarted",
+            previous_instance=row["previous"],
+            action="skipped one seq on every channel: clients refetch once",
+        )
+        return True
+
     async def _enrich(
-        self, conn: _Conn, changes: Sequence[_KeyChange]
+        self, conn: _Conn, changes: Sequence[_KeyChange], *, careful: bool
     ) -> tuple[list[ChannelItem], list[_KeyChange]]:
-        """ONE enrichment call for the batch; only if it raises, bisect to isolate the bad keys."""
+        """ONE enrichment call for the batch; only if it raises, bisect to isolate the bad keys.
+
+        The first try has no savepoint (two round trips fewer); a failure then aborts the whole
+        staging transaction, which is run again `careful`ly, with savepoints.
+        """
         by_key = {(c.activity_id, c.pupil_id): c for c in changes}
-        rows, failed = await self._cells(conn, changes)
+        if careful:
+            rows, failed = await self._cells(conn, changes)
+        else:
+            rows, failed = await self._cells_at_once(conn, changes), []
         items: list[ChannelItem] = []
         found: set[tuple[str, str]] = set()
         for row in rows:
@@ -150,20 +233,23 @@ class Store:
         ]
         return items, skipped + no_channel
 
+    async def _cells_at_once(
+        self, conn: _Conn, changes: Sequence[_KeyChange]
+    ) -> list[asyncpg.Record]:
+        try:
+            return list(await conn.fetch(query("store_cells_for_keys"), *_cell_args(changes)))
+        except asyncpg.QueryCanceledError:
+            raise
+        except asyncpg.PostgresError as exc:
+            raise _EnrichFailed from exc
+
     async def _cells(
         self, conn: _Conn, changes: Sequence[_KeyChange], total: int | None = None
     ) -> tuple[list[asyncpg.Record], list[_KeyChange]]:
         total = len(changes) if total is None else total
         try:
             async with conn.transaction():  # a savepoint: a failure keeps the claim
-                rows = await conn.fetch(
-                    query("store_cells_for_keys"),
-                    [c.activity_id for c in changes],
-                    [c.pupil_id for c in changes],
-                    [c.op for c in changes],
-                    [c.source for c in changes],
-                    [c.changed_at for c in changes],
-                )
+                rows = await conn.fetch(query("store_cells_for_keys"), *_cell_args(changes))
             return list(rows), []
         except asyncpg.QueryCanceledError:
             raise  # a timeout or cancel is about the whole call, not one key: retry the batch
@@ -225,7 +311,10 @@ class Store:
             )
         return planned
 
-    async def _write(self, conn: _Conn, planned: Sequence[PlannedMessage]) -> None:
+    async def _write(
+        self, conn: _Conn, planned: Sequence[PlannedMessage]
+    ) -> tuple[OutgoingMessage, ...]:
+        """Allocate seqs, encode each payload once, insert; the messages as staged."""
         counts: dict[str, int] = defaultdict(int)
         for message in planned:
             counts[message.channel] += 1
@@ -235,51 +324,67 @@ class Store:
         )
         next_seq = {r["channel"]: r["last_seq"] - counts[r["channel"]] + 1 for r in rows}
         seqs: list[int] = []
-        payloads: list[str] = []
+        encoded: list[bytes] = []
         for message in planned:
             seq = next_seq[message.channel]
             next_seq[message.channel] = seq + 1
             seqs.append(seq)
-            payloads.append(encode_payload(message.payload(seq)).decode())
-        await conn.execute(
+            encoded.append(encode_payload(message.payload(seq)))
+        inserted = await conn.fetch(
             query("store_insert_messages"),
             [m.channel for m in planned],
             seqs,
             [m.event for m in planned],
-            payloads,
+            [b.decode() for b in encoded],
             [m.oldest_change_at for m in planned],
             [len(m.cells) for m in planned],
         )
+        ids = {(r["channel"], r["seq"]): r["id"] for r in inserted}
+        messages = [
+            OutgoingMessage(
+                id=ids[(m.channel, seq)],
+                channel=m.channel,
+                event=m.event,
+                payload_json=body,
+                seq=seq,
+                oldest_change_at=m.oldest_change_at,
+                cell_count=len(m.cells),
+            )
+            for m, seq, body in zip(planned, seqs, encoded, strict=True)
+        ]
+        messages.sort(key=lambda m: m.id)
+        return tuple(messages)
 
     # ------------------------------------------------------------------------------ publishing
 
-    async def pending(self, limit: int) -> list[OutgoingMessage]:
-        """Staged messages, oldest first: `id` order is seq order within each channel."""
-        rows = await self._pool.fetch(query("store_pending"), limit)
-        out = []
-        for row in rows:
-            payload = json.loads(row["payload"])
-            out.append(
-                OutgoingMessage(
-                    id=row["id"],
-                    channel=row["channel"],
-                    event=cast(Any, row["event"]),
-                    payload=payload,
-                    seq=row["seq"],
-                    oldest_change_at=row["oldest_change_at"],
-                    cell_count=row["cell_count"],
-                    payload_bytes=len(encode_payload(payload)),
-                )
-            )
-        return out
+    async def pending(self, limit: int, *, conn: _Conn | None = None) -> list[OutgoingMessage]:
+        """Staged messages, oldest first: `id` order is seq order within each channel.
 
-    async def ack(self, ids: Sequence[int]) -> None:
+        For catching up (a new leadership term, after a failure): the busy loop publishes what it
+        just staged from memory. jsonb does not keep the compact text, so it is encoded again.
+        """
+        async with self._connection(conn) as c:
+            rows = await c.fetch(query("store_pending"), limit)
+        return [
+            OutgoingMessage(
+                id=row["id"],
+                channel=row["channel"],
+                event=cast(Any, row["event"]),
+                payload_json=encode_payload(json.loads(row["payload"])),
+                seq=row["seq"],
+                oldest_change_at=row["oldest_change_at"],
+                cell_count=row["cell_count"],
+            )
+            for row in rows
+        ]
+
+    async def ack(self, ids: Sequence[int], *, conn: _Conn | None = None) -> None:
         """Realtime accepted these: forget them. Losing an ack in a crash only redelivers."""
         if not ids:
             return
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(query("store_async_commit"))
-            await conn.execute(query("store_ack"), list(ids))
+        async with self._connection(conn) as c, c.transaction():
+            await c.execute(query("store_async_commit"))
+            await c.execute(query("store_ack"), list(ids))
 
     async def mark_attempt(self, ids: Sequence[int]) -> None:
         """Count a failed publish attempt (kept with the message, and in its dead letter)."""
@@ -295,11 +400,13 @@ class Store:
 
     # ------------------------------------------------------------------------------ monitoring
 
-    async def outbox_depth(self) -> int:
-        return cast(int, await self._pool.fetchval(query("store_outbox_depth")))
+    async def outbox_depth(self, *, conn: _Conn | None = None) -> int:
+        async with self._connection(conn) as c:
+            return cast(int, await c.fetchval(query("store_outbox_depth")))
 
-    async def pending_depth(self) -> int:
-        return cast(int, await self._pool.fetchval(query("store_pending_depth")))
+    async def pending_depth(self, *, conn: _Conn | None = None) -> int:
+        async with self._connection(conn) as c:
+            return cast(int, await c.fetchval(query("store_pending_depth")))
 
     async def oldest_waiting_age_s(self) -> float | None:
         age = await self._pool.fetchval(query("store_oldest_waiting_age"))
@@ -314,18 +421,23 @@ class Store:
         """Mirror the feature flag: the triggers record changes only while it is on."""
         await self._pool.execute(query("store_set_enabled"), enabled)
 
-    async def arm_doorbell(self) -> None:
-        """Idle: ask the triggers to NOTIFY again."""
-        await self._set_doorbell(True)
+    async def arm_doorbell(self, *, conn: _Conn | None = None, ack: Sequence[int] = ()) -> None:
+        """Idle: ask the triggers to NOTIFY again (and forget what Realtime accepted last)."""
+        await self._set_doorbell(True, conn, ack)
 
-    async def disarm_doorbell(self) -> None:
-        """Busy (polling): spare the writers the cluster-wide NOTIFY lock."""
-        await self._set_doorbell(False)
+    async def disarm_doorbell(self, *, conn: _Conn | None = None) -> None:
+        """Busy (polling): spare the writers the cluster-wide NOTIFY lock.
 
-    async def _set_doorbell(self, armed: bool) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(query("store_async_commit"))
-            await conn.execute(query("store_set_doorbell"), armed)
+        The work loop disarms in its first staging transaction instead (`stage_batch(disarm=)`).
+        """
+        await self._set_doorbell(False, conn, ())
+
+    async def _set_doorbell(self, armed: bool, conn: _Conn | None, ack: Sequence[int]) -> None:
+        async with self._connection(conn) as c, c.transaction():
+            await c.execute(query("store_async_commit"))
+            if ack:
+                await c.execute(query("store_ack"), list(ack))
+            await c.execute(query("store_set_doorbell"), armed)
 
 
 def _coalesce(rows: Sequence[asyncpg.Record]) -> list[_KeyChange]:
@@ -346,6 +458,16 @@ def _coalesce(rows: Sequence[asyncpg.Record]) -> list[_KeyChange]:
             first_id=previous.first_id if previous else row["id"],
         )
     return list(out.values())
+
+
+def _cell_args(changes: Sequence[_KeyChange]) -> tuple[list[Any], ...]:
+    return (
+        [c.activity_id for c in changes],
+        [c.pupil_id for c in changes],
+        [c.op for c in changes],
+        [c.source for c in changes],
+        [c.changed_at for c in changes],
+    )
 
 
 def _item(row: asyncpg.Record, change: _KeyChange, cell: dict[str, Any] | None) -> ChannelItem:

@@ -7,7 +7,8 @@
 --                   after Realtime accepted them. A redelivery therefore has the same seq/eventId.
 -- dead_letters      messages Realtime rejected for good (4xx other than 429), kept for people.
 -- channel_sequences the last seq staged per channel (gap-free, survives restarts).
--- runtime_state     one row: the feature flag mirrored from the daemon's config, and the doorbell.
+-- runtime_state     one row: the feature flag mirrored from the daemon's config, the doorbell, and
+--                   the server instance the daemon last staged on.
 
 create schema if not exists results_realtime;
 
@@ -18,6 +19,10 @@ create table results_realtime.runtime_state (
     -- Triggers NOTIFY only while armed: the daemon disarms it while it is busy draining (it polls
     -- then) so that concurrent writers do not queue on the cluster-wide NOTIFY commit lock.
     doorbell_armed boolean not null default true,
+    -- The server instance the daemon last staged on (sql/queries/store_server_restart.sql):
+    -- staging commits asynchronously, so after a server restart or crash recovery the daemon
+    -- skips one seq per channel (see daemon/pipeline/store.py).
+    server_instance text,
     updated_at timestamptz not null default now()
 ) with (fillfactor = 50);
 

@@ -5,3 +5,4 @@ select u.channel, u.seq, u.event, u.payload::jsonb, u.oldest_change_at, u.cell_c
 from unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[], $6::int[])
     with ordinality as u (channel, seq, event, payload, oldest_change_at, cell_count, ord)
 order by u.ord
+returning id, channel, seq
