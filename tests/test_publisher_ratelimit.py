@@ -15,7 +15,9 @@ class Clock:
         return self.now
 
 
-def _greedy(limiter: RollingWindowLimiter, clock: Clock, seconds: float, step: float) -> list[float]:
+def _greedy(
+    limiter: RollingWindowLimiter, clock: Clock, seconds: float, step: float
+) -> list[float]:
     """Take one message whenever allowed; return the admission times."""
     times: list[float] = []
     end = clock.now + seconds

@@ -19,8 +19,9 @@ when it sees a new one it skips one seq on every channel before staging anything
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -212,7 +213,9 @@ class Store:
             rows, failed = await self._cells_at_once(conn, changes), []
         items: list[ChannelItem] = []
         found: set[tuple[str, str]] = set()
-        for row in rows:
+        rows.reverse()
+        while rows:  # popped, so each record is freed as soon as its cell is decoded
+            row = rows.pop()
             change = by_key[(row["activity_id"], row["pupil_id"])]
             found.add((change.activity_id, change.pupil_id))
             items.append(_item(row, change, json.loads(row["cell"])))
@@ -312,7 +315,7 @@ class Store:
         return planned
 
     async def _write(
-        self, conn: _Conn, planned: Sequence[PlannedMessage]
+        self, conn: _Conn, planned: list[PlannedMessage]
     ) -> tuple[OutgoingMessage, ...]:
         """Allocate seqs, encode each payload once, insert; the messages as staged."""
         counts: dict[str, int] = defaultdict(int)
@@ -323,35 +326,39 @@ class Store:
             query("store_allocate_seqs"), channels, [counts[c] for c in channels]
         )
         next_seq = {r["channel"]: r["last_seq"] - counts[r["channel"]] + 1 for r in rows}
-        seqs: list[int] = []
-        encoded: list[bytes] = []
-        for message in planned:
+        shells: list[OutgoingMessage] = []  # id 0 until inserted
+        texts: list[str] = []
+        pending = deque(planned)
+        planned.clear()  # the caller's list: from here on the cells live only in `pending`
+        while pending:  # popped, so each message's cell dicts are freed once it is encoded
+            message = pending.popleft()
             seq = next_seq[message.channel]
             next_seq[message.channel] = seq + 1
-            seqs.append(seq)
-            encoded.append(encode_payload(message.payload(seq)))
+            text = json.dumps(message.payload(seq), separators=(",", ":"), ensure_ascii=False)
+            texts.append(text)
+            shells.append(
+                OutgoingMessage(
+                    id=0,
+                    channel=message.channel,
+                    event=message.event,
+                    payload_json=text.encode(),
+                    seq=seq,
+                    oldest_change_at=message.oldest_change_at,
+                    cell_count=len(message.cells),
+                )
+            )
         inserted = await conn.fetch(
             query("store_insert_messages"),
-            [m.channel for m in planned],
-            seqs,
-            [m.event for m in planned],
-            [b.decode() for b in encoded],
-            [m.oldest_change_at for m in planned],
-            [len(m.cells) for m in planned],
+            [m.channel for m in shells],
+            [m.seq for m in shells],
+            [m.event for m in shells],
+            texts,
+            [m.oldest_change_at for m in shells],
+            [m.cell_count for m in shells],
         )
+        del texts[:]
         ids = {(r["channel"], r["seq"]): r["id"] for r in inserted}
-        messages = [
-            OutgoingMessage(
-                id=ids[(m.channel, seq)],
-                channel=m.channel,
-                event=m.event,
-                payload_json=body,
-                seq=seq,
-                oldest_change_at=m.oldest_change_at,
-                cell_count=len(m.cells),
-            )
-            for m, seq, body in zip(planned, seqs, encoded, strict=True)
-        ]
+        messages = [dataclasses.replace(m, id=ids[(m.channel, m.seq)]) for m in shells]
         messages.sort(key=lambda m: m.id)
         return tuple(messages)
 
