@@ -4,8 +4,8 @@ Two durable stages (sql/migrations/0004_outbox.sql):
 1. `outbox`: raw changes (ids, op, source), written by the triggers in the writer's transaction.
 2. `outbox_messages`: built messages with their channel seq, written by `stage_batch` in the
    transaction that deletes the raw rows they carry, deleted by `ack` once Realtime accepted them.
-A crash at any point loses nothing, `seq` never has a gap, and a redelivered message carries the
-same eventId and seq (and the same JSON value), so clients drop it as a duplicate.
+A crash at any point loses nothing, `seq` never has a gap, and a redelivered message is
+byte-for-byte the one sent before (same eventId and seq), so clients drop it as a duplicate.
 
 Staging commits asynchronously (`synchronous_commit = off`): the commit is in PostgreSQL's WAL
 buffers when it returns, which a crash of the daemon cannot undo, and the daemon publishes the
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
 import asyncpg
 
 from daemon.log import get_logger
-from daemon.pipeline.payload import ChannelItem, PlannedMessage, encode_payload, plan_channel
+from daemon.pipeline.payload import ChannelItem, PlannedMessage, plan_channel
 from daemon.sqlfiles import query
 
 if TYPE_CHECKING:
@@ -368,7 +368,7 @@ class Store:
         """Staged messages, oldest first: `id` order is seq order within each channel.
 
         For catching up (a new leadership term, after a failure): the busy loop publishes what it
-        just staged from memory. jsonb does not keep the compact text, so it is encoded again.
+        just staged from memory. The stored text is the compact JSON as first sent.
         """
         async with self._connection(conn) as c:
             rows = await c.fetch(query("store_pending"), limit)
@@ -377,7 +377,7 @@ class Store:
                 id=row["id"],
                 channel=row["channel"],
                 event=cast(Any, row["event"]),
-                payload_json=encode_payload(json.loads(row["payload"])),
+                payload_json=row["payload"].encode(),
                 seq=row["seq"],
                 oldest_change_at=row["oldest_change_at"],
                 cell_count=row["cell_count"],

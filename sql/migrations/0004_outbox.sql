@@ -50,7 +50,9 @@ create table results_realtime.outbox_messages (
     channel text not null,
     seq bigint not null,
     event text not null check (event in ('result_cell', 'result_cells', 'result_refresh')),
-    payload jsonb not null,
+    -- The compact JSON exactly as sent: a redelivery is byte-for-byte the first delivery, and
+    -- staging does not parse it into jsonb (dead_letters keeps jsonb, for people to query).
+    payload text not null,
     oldest_change_at timestamptz not null,
     cell_count int not null,
     attempts int not null default 0,

@@ -4,5 +4,6 @@ with moved as (
 insert into results_realtime.dead_letters
     (message_id, channel, seq, event, payload, oldest_change_at, cell_count, attempts,
      http_status, response_body)
-select id, channel, seq, event, payload, oldest_change_at, cell_count, attempts, $2::int, $3::text
+select id, channel, seq, event, payload::jsonb, oldest_change_at, cell_count, attempts,
+       $2::int, $3::text
 from moved
