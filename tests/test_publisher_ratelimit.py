@@ -93,3 +93,17 @@ async def test_acquire_waits_for_room() -> None:
     assert limiter.available() == 0
     await limiter.acquire(1)  # returns once the first admission leaves the window
     assert limiter.available() < 1000
+
+
+def test_a_request_counts_until_it_completed() -> None:
+    clock = Clock()
+    limiter = RollingWindowLimiter(10, max_per_request=10, clock=clock)
+    admission = limiter.try_take(10)
+    assert admission is not None
+    clock.now += 0.3  # the POST took 300 ms: its messages reached subscribers until now
+    limiter.settle(admission)
+    clock.now += 0.8  # 1.1 s after the admission, but only 0.8 s after the request completed
+    assert limiter.try_take(1) is None
+    assert limiter.delay_for(1) == pytest.approx(0.2)
+    clock.now += 0.2
+    assert limiter.try_take(10) is not None

@@ -223,9 +223,12 @@ class Publisher:
         async for attempt in retrying:
             with attempt:
                 attempts += 1
-                await self.limiter.acquire(len(chunk))
+                admission = await self.limiter.acquire(len(chunk))
                 report.requests += 1
-                await self._post(body)
+                try:
+                    await self._post(body)
+                finally:
+                    self.limiter.settle(admission)
         elapsed = time.monotonic() - started
         await sink.ack([m.id for m in chunk])
         self._record_accepted(chunk, elapsed, attempts, report)

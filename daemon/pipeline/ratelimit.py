@@ -3,7 +3,9 @@
 Supabase counts every element of a batch as one event, so a permit is one message. A token bucket
 lets `capacity + rate` messages into some rolling second (a full bucket, then a second of refill);
 the budget promises never to exceed the rate in *any* window, so the limiter counts what it
-admitted during the last window instead.
+admitted during the last window instead. A request's messages reach subscribers while it is in
+flight, so a request counts from its admission until it completed (`settle`): a large POST that
+took 300 ms must not let the next window's messages land within the same second as its own.
 """
 
 from __future__ import annotations
@@ -33,13 +35,13 @@ class RollingWindowLimiter:
         self.capacity = max(1, math.floor(rate * self.window_s + 1e-9))
         self.per_request = min(self.capacity, max_per_request)
         self._clock = clock
-        self._admitted: deque[tuple[float, int]] = deque()
+        self._admitted: deque[list[float]] = deque()  # [time, count]: settle() moves the time
         self._in_window = 0
         self._lock = asyncio.Lock()
 
     def _expire(self, now: float) -> None:
         while self._admitted and self._admitted[0][0] <= now - self.window_s:
-            self._in_window -= self._admitted.popleft()[1]
+            self._in_window -= int(self._admitted.popleft()[1])
 
     def available(self) -> int:
         self._expire(self._clock())
@@ -53,25 +55,42 @@ class RollingWindowLimiter:
         if excess <= 0:
             return 0.0
         freed = 0
-        for stamp, count in self._admitted:
-            freed += count
+        latest = now - self.window_s
+        for stamp, count in self._admitted:  # settled stamps may be out of order: take the max
+            freed += int(count)
+            latest = max(latest, stamp)
             if freed >= excess:
-                return stamp + self.window_s - now
+                return latest + self.window_s - now
         return self.window_s  # n > capacity: never fits (acquire refuses it)
 
-    def try_take(self, n: int) -> bool:
+    def try_take(self, n: int) -> Admission | None:
         now = self._clock()
         self._expire(now)
         if self._in_window + n > self.capacity:
-            return False
-        self._admitted.append((now, n))
+            return None
+        entry = [now, float(n)]
+        self._admitted.append(entry)
         self._in_window += n
-        return True
+        return Admission(entry)
 
-    async def acquire(self, n: int) -> None:
+    def settle(self, admission: Admission) -> None:
+        """The request is over: its messages count from now on (never earlier than admitted)."""
+        admission.entry[0] = max(admission.entry[0], self._clock())
+
+    async def acquire(self, n: int) -> Admission:
         """Admit `n` messages, waiting for room; callers are served one at a time."""
         if n > self.capacity:
             raise ValueError(f"cannot admit {n} messages: the window holds {self.capacity}")
         async with self._lock:
-            while not self.try_take(n):  # noqa: ASYNC110 - the wait is computed, not polled
+            while (admission := self.try_take(n)) is None:  # noqa: ASYNC110 - computed wait
                 await asyncio.sleep(max(self.delay_for(n), 0.001))
+            return admission
+
+
+class Admission:
+    """One admitted request's entry in the window (`RollingWindowLimiter.settle` moves it)."""
+
+    __slots__ = ("entry",)
+
+    def __init__(self, entry: list[float]) -> None:
+        self.entry = entry
