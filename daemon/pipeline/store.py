@@ -12,7 +12,7 @@ buffers when it returns, which a crash of the daemon cannot undo, and the daemon
 messages from memory without waiting for a flush. Only a crash of the server itself can lose the
 last moments of staging; then the same seqs could be staged again with other content. So the
 daemon records the server instance (its start time, and the time of its last crash recovery), and
-when it sees a new one it skips one seq on every channel before staging anything
+when it sees a new one it advances every channel's seq by 10,000 before staging anything
 (`check_server_restart`): clients see the gap and refetch.
 """
 
@@ -179,7 +179,7 @@ class Store:
         return result
 
     async def check_server_restart(self, *, conn: _Conn | None = None) -> bool:
-        """Before staging on a new connection: skip one seq per channel if the server restarted.
+        """Before staging on a new connection: leave a seq gap on every channel after a restart.
 
         Synchronous commit on purpose: the gap must be durable before anything is staged after it.
         True when the gap was made (a restart since the last check; never on the first check).
@@ -194,7 +194,7 @@ class Store:
         log.warning(
             "store.server_restarted",
             previous_instance=row["previous"],
-            action="skipped one seq on every channel: clients refetch once",
+            action="skipped 10,000 seqs on every channel: clients refetch once",
         )
         return True
 

@@ -21,7 +21,7 @@ create table results_realtime.runtime_state (
     doorbell_armed boolean not null default true,
     -- The server instance the daemon last staged on (sql/queries/store_server_restart.sql):
     -- staging commits asynchronously, so after a server restart or crash recovery the daemon
-    -- skips one seq per channel (see daemon/pipeline/store.py).
+    -- advances every channel's seq by 10,000 (see daemon/pipeline/store.py).
     server_instance text,
     updated_at timestamptz not null default now()
 ) with (fillfactor = 50);
