@@ -345,6 +345,13 @@ class Stack:
     def teacher_token(self, teacher_id: str) -> str:
         return mint_token(self.jwt_secret, role="authenticated", sub=teacher_id, ttl_s=7200)
 
+    def teacher_channels(self, school: School) -> tuple[tuple[str, str], ...]:
+        """(channel, token of its group's teacher) for every channel: what subscribers join."""
+        return tuple(
+            (channel, self.teacher_token(teacher))
+            for channel, (_, teacher) in zip(school.channels, school.teachers, strict=True)
+        )
+
 
 @contextlib.asynccontextmanager
 async def hub_and_daemon(

@@ -57,10 +57,7 @@ async def run_once(cluster: Cluster, options: Options) -> dict[str, Any]:
                 dsn, budget=options.budget, daemon_env=cluster.knobs.daemon_env
             ) as stack:
                 assert stack.daemon is not None
-                channels = tuple(
-                    (channel, stack.teacher_token(teacher))
-                    for channel, (_, teacher) in zip(school.channels, school.teachers, strict=True)
-                )
+                channels = stack.teacher_channels(school)
                 subscribers = Subscribers(
                     SubscriberSpec(stack.realtime_url, channels, "ai_score", AI_SCORE)
                 )

@@ -71,10 +71,7 @@ async def _pipeline(cluster: Cluster, options: Options) -> dict[str, Any]:
         hub_and_daemon(dsn, budget=options.budget, daemon_env=cluster.knobs.daemon_env) as stack,
     ):
         assert stack.daemon is not None
-        channels = tuple(
-            (channel, stack.teacher_token(teacher))
-            for channel, (_, teacher) in zip(school.channels, school.teachers, strict=True)
-        )
+        channels = stack.teacher_channels(school)
         subscribers = Subscribers(SubscriberSpec(stack.realtime_url, channels, "keys"))
         await subscribers.start()
         with CpuAccount() as cpu:
