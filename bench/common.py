@@ -402,8 +402,10 @@ async def hub_and_daemon(
                 clean = False
                 progress(f"daemon exited with {code}; log: {stack.daemon.log_path}")
         await hub.stop()
-    if clean:
+    if clean and not os.environ.get("BENCH_KEEP_LOGS"):
         shutil.rmtree(log_dir, ignore_errors=True)
+    elif clean:
+        progress(f"the hub's and the daemon's logs are kept in {log_dir} (BENCH_KEEP_LOGS)")
 
 
 class PeakRss:

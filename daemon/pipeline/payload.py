@@ -11,11 +11,12 @@ Sizes are planned with the largest possible seq: filling in the real one never e
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
+
+import orjson
 
 Event = Literal["result_cell", "result_cells", "result_refresh"]
 Scope = Literal["cell", "pupil", "activity", "assignment"]
@@ -25,8 +26,8 @@ _MAX_SEQ = 2**63 - 1  # channel_sequences.last_seq is a bigint
 
 
 def encode_payload(payload: Mapping[str, Any]) -> bytes:
-    """The compact JSON a payload is measured (and should be sent) as."""
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    """The compact UTF-8 JSON a payload is measured (and sent) as."""
+    return orjson.dumps(payload)
 
 
 def event_id(channel: str, seq: int) -> str:

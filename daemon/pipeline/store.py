@@ -20,17 +20,17 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
 
 import asyncpg
+import orjson
 
 from daemon.log import get_logger
-from daemon.pipeline.payload import ChannelItem, PlannedMessage, plan_channel
+from daemon.pipeline.payload import ChannelItem, PlannedMessage, encode_payload, plan_channel
 from daemon.sqlfiles import query
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ class OutgoingMessage:
     @property
     def payload(self) -> dict[str, Any]:
         """Decoded on demand only (tests, logs): the pipeline itself moves the bytes."""
-        return cast(dict[str, Any], json.loads(self.payload_json))
+        return cast(dict[str, Any], orjson.loads(self.payload_json))
 
     @property
     def payload_bytes(self) -> int:
@@ -88,6 +88,16 @@ class _KeyChange:
     changed_at: datetime  # of the last change
     oldest_change_at: datetime
     first_id: int
+
+
+@dataclass(slots=True)
+class _Claim:
+    """What the database half of a staging returned, ready for planning."""
+
+    claimed: int  # outbox rows claimed
+    items: list[ChannelItem] = field(default_factory=list)  # enriched (or failed) cells
+    skipped: list[str] = field(default_factory=list)  # 'activity/pupil' keys with no channel
+    last_seqs: dict[str, int] = field(default_factory=dict)  # of the items' channels, 0 if new
 
 
 class _EnrichFailed(Exception):
@@ -136,6 +146,7 @@ class Store:
         `ack` (messages Realtime accepted) and `disarm` ride along in the same transaction, so the
         busy loop spends no extra round trip or commit on them. The staged messages come back,
         encoded, in `messages`: the caller publishes them without reading them back.
+        Four round trips: BEGIN, the database half (stage_cells_v1), the insert, COMMIT.
         """
         if limit < 1:
             raise ValueError("limit must be at least 1")
@@ -149,34 +160,89 @@ class Store:
         self, conn: _Conn, limit: int, ack: list[int], disarm: bool, *, careful: bool
     ) -> StageResult:
         async with conn.transaction():
-            await conn.execute(query("store_stage_lock"), _STAGE_LOCK_KEY)
-            rows = await conn.fetch(query("store_claim_outbox"), limit, ack, disarm)
-            if not rows:
+            if careful:
+                claim = await self._claim_carefully(conn, limit, ack, disarm)
+            else:
+                claim = await self._claim_and_enrich(conn, limit, ack, disarm)
+            if not claim.claimed:
                 return StageResult(claimed=0, staged=0, cells=0, refreshes=0, skipped=0)
-            claimed = len(rows)
-            changes = _coalesce(rows)
-            del rows[:]  # a claim can be 10,000 rows: hold only what the next step needs
-            items, skipped = await self._enrich(conn, changes, careful=careful)
-            del changes[:]
-            planned = self._plan(items)
-            del items[:]
-            messages = await self._write(conn, planned) if planned else ()
+            planned = self._plan(claim.items)
+            del claim.items[:]  # a claim can be 10,000 cells: hold only what the next step needs
+            messages = await self._write(conn, planned, claim.last_seqs) if planned else ()
         result = StageResult(
-            claimed=claimed,
+            claimed=claim.claimed,
             staged=len(messages),
             cells=sum(m.cell_count for m in messages),
             refreshes=sum(1 for m in messages if m.event == "result_refresh"),
-            skipped=len(skipped),
+            skipped=len(claim.skipped),
             messages=messages,
         )
-        if skipped:
+        if claim.skipped:
             log.info(
                 "store.keys_skipped",
-                count=len(skipped),
-                sample=[f"{k.activity_id}/{k.pupil_id}" for k in skipped[:5]],
+                count=len(claim.skipped),
+                sample=claim.skipped[:5],
                 reason="no assignment channel for these cells",
             )
         return result
+
+    async def _claim_and_enrich(
+        self, conn: _Conn, limit: int, ack: list[int], disarm: bool
+    ) -> _Claim:
+        """The database half of staging in one call; a failure sends us down the careful path."""
+        try:
+            rows = await conn.fetch(query("store_stage_cells"), _STAGE_LOCK_KEY, limit, ack, disarm)
+        except asyncpg.QueryCanceledError:
+            raise
+        except asyncpg.PostgresError as exc:
+            raise _EnrichFailed from exc
+        claim = _Claim(claimed=rows[0]["claimed"] if rows else 0)
+        rows.reverse()
+        while rows:  # popped, so each record is freed as soon as its cell is decoded
+            row = rows.pop()
+            if row["channel"] is None:
+                claim.skipped.append(f"{row['activity_id']}/{row['pupil_id']}")
+                continue
+            claim.last_seqs[row["channel"]] = row["last_seq"] or 0
+            claim.items.append(
+                _item(
+                    row,
+                    orjson.loads(row["cell"]),
+                    oldest_change_at=row["oldest_change_at"],
+                    order=row["first_id"],
+                )
+            )
+        return claim
+
+    async def _claim_carefully(
+        self, conn: _Conn, limit: int, ack: list[int], disarm: bool
+    ) -> _Claim:
+        """The same claim, then an enrichment that isolates the keys that fail (savepoints)."""
+        await conn.execute(query("store_stage_lock"), _STAGE_LOCK_KEY)
+        rows = await conn.fetch(query("store_claim_changes"), limit, ack, disarm)
+        claim = _Claim(claimed=rows[0]["claimed"] if rows else 0)
+        changes = [
+            _KeyChange(
+                activity_id=r["activity_id"],
+                pupil_id=r["pupil_id"],
+                op=r["op"],
+                source=r["source"],
+                changed_at=r["changed_at"],
+                oldest_change_at=r["oldest_change_at"],
+                first_id=r["first_id"],
+            )
+            for r in rows
+        ]
+        del rows[:]
+        items, skipped = await self._enrich(conn, changes)
+        claim.items.extend(items)
+        claim.skipped.extend(f"{c.activity_id}/{c.pupil_id}" for c in skipped)
+        channels = sorted({item.channel for item in items})
+        if channels:
+            seqs = await conn.fetch(query("store_channel_seqs"), channels)
+            claim.last_seqs.update({c: 0 for c in channels})
+            claim.last_seqs.update({r["channel"]: r["last_seq"] for r in seqs})
+        return claim
 
     async def check_server_restart(self, *, conn: _Conn | None = None) -> bool:
         """Before staging on a new connection: leave a seq gap on every channel after a restart.
@@ -199,26 +265,20 @@ class Store:
         return True
 
     async def _enrich(
-        self, conn: _Conn, changes: Sequence[_KeyChange], *, careful: bool
+        self, conn: _Conn, changes: Sequence[_KeyChange]
     ) -> tuple[list[ChannelItem], list[_KeyChange]]:
-        """ONE enrichment call for the batch; only if it raises, bisect to isolate the bad keys.
-
-        The first try has no savepoint (two round trips fewer); a failure then aborts the whole
-        staging transaction, which is run again `careful`ly, with savepoints.
-        """
+        """Enrich with savepoints, bisecting to isolate the keys whose enrichment raises."""
         by_key = {(c.activity_id, c.pupil_id): c for c in changes}
-        if careful:
-            rows, failed = await self._cells(conn, changes)
-        else:
-            rows, failed = await self._cells_at_once(conn, changes), []
+        rows, failed = await self._cells(conn, changes)
         items: list[ChannelItem] = []
         found: set[tuple[str, str]] = set()
-        rows.reverse()
-        while rows:  # popped, so each record is freed as soon as its cell is decoded
-            row = rows.pop()
+        for row in rows:
             change = by_key[(row["activity_id"], row["pupil_id"])]
             found.add((change.activity_id, change.pupil_id))
-            items.append(_item(row, change, json.loads(row["cell"])))
+            cell = orjson.loads(row["cell"])
+            items.append(
+                _item(row, cell, oldest_change_at=change.oldest_change_at, order=change.first_id)
+            )
         if failed:
             log.warning(
                 "store.keys_unenrichable",
@@ -235,16 +295,6 @@ class Store:
             and (c.activity_id, c.pupil_id) not in failed_keys
         ]
         return items, skipped + no_channel
-
-    async def _cells_at_once(
-        self, conn: _Conn, changes: Sequence[_KeyChange]
-    ) -> list[asyncpg.Record]:
-        try:
-            return list(await conn.fetch(query("store_cells_for_keys"), *_cell_args(changes)))
-        except asyncpg.QueryCanceledError:
-            raise
-        except asyncpg.PostgresError as exc:
-            raise _EnrichFailed from exc
 
     async def _cells(
         self, conn: _Conn, changes: Sequence[_KeyChange], total: int | None = None
@@ -292,7 +342,12 @@ class Store:
             )
             return [], list(failed)
         by_key = {(c.activity_id, c.pupil_id): c for c in failed}
-        items = [_item(row, by_key[(row["activity_id"], row["pupil_id"])], None) for row in rows]
+        items = []
+        for row in rows:
+            change = by_key[(row["activity_id"], row["pupil_id"])]
+            items.append(
+                _item(row, None, oldest_change_at=change.oldest_change_at, order=change.first_id)
+            )
         known = {(i.activity_id, i.pupil_id) for i in items}
         return items, [c for c in failed if (c.activity_id, c.pupil_id) not in known]
 
@@ -315,17 +370,10 @@ class Store:
         return planned
 
     async def _write(
-        self, conn: _Conn, planned: list[PlannedMessage]
+        self, conn: _Conn, planned: list[PlannedMessage], last_seqs: Mapping[str, int]
     ) -> tuple[OutgoingMessage, ...]:
-        """Allocate seqs, encode each payload once, insert; the messages as staged."""
-        counts: dict[str, int] = defaultdict(int)
-        for message in planned:
-            counts[message.channel] += 1
-        channels = sorted(counts)
-        rows = await conn.fetch(
-            query("store_allocate_seqs"), channels, [counts[c] for c in channels]
-        )
-        next_seq = {r["channel"]: r["last_seq"] - counts[r["channel"]] + 1 for r in rows}
+        """Number the messages after each channel's last seq, encode each payload once, insert."""
+        next_seq = {channel: seq + 1 for channel, seq in last_seqs.items()}
         shells: list[OutgoingMessage] = []  # id 0 until inserted
         texts: list[str] = []
         pending = deque(planned)
@@ -334,19 +382,20 @@ class Store:
             message = pending.popleft()
             seq = next_seq[message.channel]
             next_seq[message.channel] = seq + 1
-            text = json.dumps(message.payload(seq), separators=(",", ":"), ensure_ascii=False)
-            texts.append(text)
+            encoded = encode_payload(message.payload(seq))
+            texts.append(encoded.decode())
             shells.append(
                 OutgoingMessage(
                     id=0,
                     channel=message.channel,
                     event=message.event,
-                    payload_json=text.encode(),
+                    payload_json=encoded,
                     seq=seq,
                     oldest_change_at=message.oldest_change_at,
                     cell_count=len(message.cells),
                 )
             )
+        advanced = sorted(c for c in next_seq if next_seq[c] - 1 > last_seqs[c])
         inserted = await conn.fetch(
             query("store_insert_messages"),
             [m.channel for m in shells],
@@ -355,6 +404,8 @@ class Store:
             texts,
             [m.oldest_change_at for m in shells],
             [m.cell_count for m in shells],
+            advanced,
+            [next_seq[c] - 1 for c in advanced],
         )
         del texts[:]
         ids = {(r["channel"], r["seq"]): r["id"] for r in inserted}
@@ -447,26 +498,6 @@ class Store:
             await c.execute(query("store_set_doorbell"), armed)
 
 
-def _coalesce(rows: Sequence[asyncpg.Record]) -> list[_KeyChange]:
-    """One change per key, in the order keys first changed; the latest op/source/time wins."""
-    out: dict[tuple[str, str], _KeyChange] = {}
-    for row in sorted(rows, key=lambda r: r["id"]):
-        key = (row["activity_id"], row["pupil_id"])
-        previous = out.get(key)
-        out[key] = _KeyChange(
-            activity_id=key[0],
-            pupil_id=key[1],
-            op=row["op"],
-            source=row["source"],
-            changed_at=row["created_at"],
-            oldest_change_at=(
-                min(previous.oldest_change_at, row["created_at"]) if previous else row["created_at"]
-            ),
-            first_id=previous.first_id if previous else row["id"],
-        )
-    return list(out.values())
-
-
 def _cell_args(changes: Sequence[_KeyChange]) -> tuple[list[Any], ...]:
     return (
         [c.activity_id for c in changes],
@@ -477,7 +508,9 @@ def _cell_args(changes: Sequence[_KeyChange]) -> tuple[list[Any], ...]:
     )
 
 
-def _item(row: asyncpg.Record, change: _KeyChange, cell: dict[str, Any] | None) -> ChannelItem:
+def _item(
+    row: asyncpg.Record, cell: dict[str, Any] | None, *, oldest_change_at: datetime, order: int
+) -> ChannelItem:
     return ChannelItem(
         channel=row["channel"],
         group_id=row["group_id"],
@@ -485,6 +518,6 @@ def _item(row: asyncpg.Record, change: _KeyChange, cell: dict[str, Any] | None) 
         activity_id=row["activity_id"],
         pupil_id=row["pupil_id"],
         cell=cell,
-        oldest_change_at=change.oldest_change_at,
-        order=change.first_id,
+        oldest_change_at=oldest_change_at,
+        order=order,
     )
