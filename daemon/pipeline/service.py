@@ -53,6 +53,10 @@ _POOL_MAX_SIZE = 4
 _WORK_SESSION = {"plan_cache_mode": "force_generic_plan"}
 # Outbox rows per claim in a burst. Bench 'burst': 10,000 peaked at 112 MiB RSS, 5,000 at 94.
 _MAX_CLAIM = 5_000
+# While busy, the pause between stagings grows by this per row the last one claimed (capped by
+# daemon.max_linger_ms). It passes the busy poll period at ~13 rows per staging: 1,000 changes/s
+# (bench 'latency') keep the 2 ms poll; flat-out writers (bench 'writer-cost') reach the cap.
+_LINGER_PER_ROW_MS = 0.15
 # Of daemon.shutdown_timeout_s: closing the connections gets this share (at most _CLOSE_MAX_S),
 # the process's own exit this share (at most _EXIT_MAX_S); the batch in flight has the rest.
 _CLOSE_SHARE, _CLOSE_MAX_S = 0.3, 2.0
@@ -395,7 +399,7 @@ class PipelineService:
                     continue
                 limit = await self._next_limit(conn, limit, result)
                 if result.claimed < limit:
-                    await self._pause(d.busy_poll_interval_ms / 1000)
+                    await self._pause(self._linger_s(result.claimed))
         finally:
             await handoff.close()
 
@@ -421,6 +425,18 @@ class PipelineService:
         if result.skipped:
             log.warning("stage.skipped", keys=result.skipped, note="unmappable or unenrichable")
         return result
+
+    def _linger_s(self, claimed: int) -> float:
+        """The pause before the next staging while busy: short under a light load (latency), longer
+        the more rows the last staging claimed, up to `daemon.max_linger_ms`.
+
+        Every staging and publish has a fixed cost (round trips, a POST, a message per channel)
+        that competes with the writers for CPU. Under a write storm, waiting in proportion to the
+        load makes stagings fewer and larger; at a classroom's pace, it changes nothing.
+        """
+        d = self.settings.daemon
+        grown = min(d.max_linger_ms, claimed * _LINGER_PER_ROW_MS)
+        return max(d.busy_poll_interval_ms, grown) / 1000
 
     async def _next_limit(self, conn: asyncpg.Connection, limit: int, result: StageResult) -> int:
         """A burst under a tight budget: claim the backlog in fewer, fuller messages.
