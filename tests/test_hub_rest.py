@@ -43,6 +43,28 @@ async def test_batch_accepts_on_both_paths(hub: RunningHub, prefix: str) -> None
     assert (status, body) == (202, None)
 
 
+async def test_batch_frames_reach_a_socket_in_order_and_byte_exact(hub: RunningHub) -> None:
+    """A batch's frames for one socket leave in one write; order and bytes are unchanged."""
+    messages = [
+        {"topic": "room:a", "event": "e", "payload": {"n": 1, "small": 1e-05}},
+        {"topic": "room:b", "event": "e", "payload": {"n": 2, "text": "é", "big": 2**70}},
+        {"topic": "room:a", "event": "f", "payload": {"n": 3}, "id": "3" * 32},
+    ]
+    async with aiohttp.ClientSession() as session, raw_socket(session, hub, hub.anon_key) as ws:
+        await ws.join("realtime:room:a", hub.anon_key)
+        await ws.join("realtime:room:b", hub.anon_key)
+        assert (await post_batch(session, hub, messages))[0] == 202
+        frames = [(await ws.ws.receive()).data for _ in messages]
+    assert frames == [
+        '{"topic":"realtime:room:a","event":"broadcast","payload":{"event":"e","payload":'
+        '{"n":1,"small":1e-05},"type":"broadcast"},"ref":null}',
+        '{"topic":"realtime:room:b","event":"broadcast","payload":{"event":"e","payload":'
+        '{"n":2,"text":"é","big":1180591620717411303424},"type":"broadcast"},"ref":null}',
+        '{"topic":"realtime:room:a","event":"broadcast","payload":{"event":"f","meta":'
+        f'{{"id":"{"3" * 32}"}},"payload":{{"n":3}},"type":"broadcast"}},"ref":null}}',
+    ]
+
+
 @pytest.mark.parametrize(
     "headers",
     [

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -92,10 +93,10 @@ class Channel:
         self.can_write: bool | None = None  # cached write policy, reset by a new access_token
         self._expiry: asyncio.TimerHandle | None = None
         self.closed = False
+        # The registry's side: a frame goes straight to the socket (one call less per delivery).
+        self.deliver: Callable[[bytes], None] = conn.send
 
     # -- the registry's side -------------------------------------------------------------
-    def deliver(self, frame: bytes) -> None:
-        self.conn.send(frame)
 
     def shutdown(self, message: str) -> None:
         """`system` error then `phx_close`, and the channel is gone (realtime-py: CLOSED)."""

@@ -99,15 +99,28 @@ class Registry:
 
     def publish(
         self, key: StreamKey, message: Outgoing, *, exclude: Subscriber | None = None
-    ) -> list[Subscriber]:
-        """Write the message to every subscriber of the stream but `exclude`; returns receivers."""
-        receivers: list[Subscriber] = []
+    ) -> int:
+        """Write the message to every subscriber of the stream but `exclude`; returns how many."""
+        count = 0
+        serializer: Serializer | None = None
+        frame: bytes | None = None
         for subscriber in self._streams.get(key, ()):
             if subscriber is exclude:
                 continue
-            frame = message.frame(subscriber.serializer)
-            if frame is None:
-                continue
-            subscriber.deliver(frame)
-            receivers.append(subscriber)
-        return receivers
+            if subscriber.serializer is not serializer:
+                serializer = subscriber.serializer
+                frame = message.frame(serializer)
+            if frame is not None:
+                subscriber.deliver(frame)
+                count += 1
+        return count
+
+    def receivers(
+        self, key: StreamKey, message: Outgoing, *, exclude: Subscriber | None = None
+    ) -> list[Subscriber]:
+        """The subscribers `publish` writes the message to (for the rare callers that need them)."""
+        return [
+            subscriber
+            for subscriber in self._streams.get(key, ())
+            if subscriber is not exclude and message.frame(subscriber.serializer) is not None
+        ]

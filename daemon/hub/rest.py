@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -22,8 +23,8 @@ from daemon.hub.auth import (
     bearer_token,
     verify_token,
 )
-from daemon.hub.channels import JsonBroadcast, UserBroadcast
-from daemon.hub.serializers import UserPayload, dumps
+from daemon.hub.channels import JsonBroadcast, Outgoing, StreamKey, UserBroadcast
+from daemon.hub.serializers import UserPayload, dumps, loads
 from daemon.hub.state import HUB_STATE, HubState
 from daemon.log import get_logger
 
@@ -81,13 +82,17 @@ def _authenticate(state: HubState, request: web.Request) -> Claims | None:
         return None
 
 
-def _auth_context(request: web.Request, topic: str, claims: Claims) -> AuthContext:
-    headers = {
+def _forwarded_headers(request: web.Request) -> dict[str, str]:
+    """The request headers an RLS check sees (credentials left out)."""
+    return {
         k.lower(): v
         for k, v in request.headers.items()
         if k.lower() not in ("authorization", "apikey")
     }
-    return AuthContext(topic, claims, headers)
+
+
+def _auth_context(request: web.Request, topic: str, claims: Claims) -> AuthContext:
+    return AuthContext(topic, claims, _forwarded_headers(request))
 
 
 async def preflight(request: web.Request) -> web.Response:
@@ -95,15 +100,25 @@ async def preflight(request: web.Request) -> web.Response:
     return web.Response(status=200, headers=_CORS)
 
 
-def _validate_batch(
-    state: HubState, body: Any
-) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+@dataclass(frozen=True, slots=True)
+class _Valid:
+    """One validated batch message; the payload is encoded once, for the size check and the
+    frame."""
+
+    topic: str
+    event: str
+    private: bool
+    id: Any
+    payload_json: str
+
+
+def _validate_batch(state: HubState, body: Any) -> tuple[list[_Valid], dict[str, Any] | None]:
     """Ecto-style validation: per-message error maps, `{}` for the valid ones."""
     messages = body.get("messages") if isinstance(body, dict) else None
     if not isinstance(messages, list) or not messages:
         return [], {"messages": ["can't be blank" if not messages else "is invalid"]}
     per_message: list[dict[str, list[str]]] = []
-    valid: list[dict[str, Any]] = []
+    valid: list[_Valid] = []
     for raw in messages:
         errors: dict[str, list[str]] = {}
         if not isinstance(raw, dict):
@@ -116,12 +131,15 @@ def _validate_batch(
             elif not isinstance(value, str):
                 errors[field] = ["is invalid"]
         payload = raw.get("payload")
+        payload_json = ""
         if payload is None:
             errors["payload"] = ["can't be blank"]
         elif not isinstance(payload, dict):
             errors["payload"] = ["is invalid"]
-        elif state.limits.payload_too_large(len(dumps(payload).encode())):
-            errors["payload"] = [_PAYLOAD_TOO_LARGE]
+        else:
+            payload_json = dumps(payload)
+            if state.limits.payload_too_large(len(payload_json.encode())):
+                errors["payload"] = [_PAYLOAD_TOO_LARGE]
         private = raw.get("private", False)
         if private is None:
             private = False
@@ -137,7 +155,7 @@ def _validate_batch(
                 errors["id"] = ["is invalid"]
         per_message.append(errors)
         if not errors:
-            valid.append({**raw, "private": private})
+            valid.append(_Valid(raw["topic"], raw["event"], private, msg_id, payload_json))
     if any(per_message):
         return [], {"messages": per_message}
     return valid, None
@@ -152,7 +170,7 @@ async def batch_broadcast(request: web.Request) -> web.Response:
     if claims is None:
         return _message(state, 401, "Unauthorized")
     try:
-        body = await request.json(loads=json.loads)
+        body = await request.json(loads=loads)
     except ValueError:
         return _message(state, 400, "Malformed JSON body")
     messages, errors = _validate_batch(state, body)
@@ -167,26 +185,31 @@ async def batch_broadcast(request: web.Request) -> web.Response:
             return _message(
                 state, 429, "Too many messages to broadcast, please reduce the batch size"
             )
-    private_topics: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    sent = dropped = 0
+    public: list[tuple[StreamKey, Outgoing]] = []
+    private_topics: dict[str, list[_Valid]] = defaultdict(list)
     for message in messages:
-        if message["private"]:
-            private_topics[message["topic"]].append(message)
+        if message.private:
+            private_topics[message.topic].append(message)
         else:
-            _publish_json(state, message, private=False)
-            sent += 1
+            public.append(_outgoing(message))
+    if public:
+        state.publish_batch(public)
+    allowed: list[tuple[StreamKey, Outgoing]] = []
+    dropped = 0
+    headers = _forwarded_headers(request) if private_topics else {}
     for topic, group in private_topics.items():
         try:
-            allowed = await state.authorizer.can_write(_auth_context(request, topic, claims))
+            can_write = await state.authorizer.can_write(AuthContext(topic, claims, headers))
         except PolicyCheckFailed as exc:
             log.warning("hub.rest.policy_error", topic=topic, kind=exc.kind, error=str(exc))
-            allowed = False
-        if not allowed:
+            can_write = False
+        if can_write:
+            allowed.extend(_outgoing(message) for message in group)
+        else:
             dropped += len(group)  # Realtime drops these silently and still answers 202
-            continue
-        for message in group:
-            _publish_json(state, message, private=True)
-            sent += 1
+    if allowed:
+        state.publish_batch(allowed)
+    sent = len(public) + len(allowed)
     state.metrics.rest_messages.inc(sent)
     log.info(
         "hub.rest.broadcast", count=len(messages), sent=sent, dropped=dropped, role=claims.role
@@ -194,15 +217,16 @@ async def batch_broadcast(request: web.Request) -> web.Response:
     return _accepted()
 
 
-def _publish_json(state: HubState, message: dict[str, Any], *, private: bool) -> None:
-    payload: dict[str, Any] = {"event": message["event"]}
-    if message.get("id") is not None:
-        payload["meta"] = {"id": str(message["id"])}
-    payload["payload"] = message["payload"]
-    payload["type"] = "broadcast"
-    topic = message["topic"]
-    state.limits.events.add(1)
-    state.publish((private, topic), JsonBroadcast(f"realtime:{topic}", dumps(payload)))
+def _outgoing(message: _Valid) -> tuple[StreamKey, Outgoing]:
+    """The broadcast payload is `dumps({"event", "meta"?, "payload", "type"})`, composed from
+    the payload's text encoded once at validation."""
+    meta = "" if message.id is None else f',"meta":{{"id":{dumps(str(message.id))}}}'
+    payload = (
+        f'{{"event":{dumps(message.event)}{meta},"payload":{message.payload_json},'
+        '"type":"broadcast"}'
+    )
+    key = (message.private, message.topic)
+    return key, JsonBroadcast(f"realtime:{message.topic}", payload)
 
 
 async def single_broadcast(request: web.Request) -> web.Response:

@@ -101,10 +101,22 @@ class Connection:
 
     # -- writing ---------------------------------------------------------------------------
     def send(self, frame: bytes) -> None:
+        held = self.state.held
+        if held is None:
+            self.write(frame)
+        elif (queued := held.get(self)) is None:
+            held[self] = frame  # bytes, not a list: no GC-tracked object per socket and batch
+        elif isinstance(queued, list):
+            queued.append(frame)
+        else:
+            held[self] = [queued, frame]
+
+    def write(self, data: bytes) -> None:
+        """Straight to the transport; a socket whose unsent output passes the limit is cut."""
         transport = self.transport
         if transport.is_closing():
             return
-        transport.write(frame)
+        transport.write(data)
         if transport.get_write_buffer_size() > self._max_buffer:
             self.state.metrics.slow_consumers.inc()
             log.warning(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,8 @@ class HubState:
     metrics: HubMetrics = field(default_factory=HubMetrics)
     connections: set[Connection] = field(default_factory=set)
     limits: Limits = field(init=False)
+    # While a batch fans out: the frames for each socket, written once the batch is done.
+    held: dict[Connection, bytes | list[bytes]] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.limits = Limits(self.settings)
@@ -40,15 +43,37 @@ class HubState:
         self, key: StreamKey, message: Outgoing, *, exclude: Subscriber | None = None
     ) -> int:
         """Fan out, count deliveries as events, and shut channels down once the limit trips."""
-        receivers = self.registry.publish(key, message, exclude=exclude)
-        if not receivers:
-            return 0
-        count = len(receivers)
-        self.metrics.deliveries.inc(count)
-        self.limits.events.add(count)
-        if self.limits.events_tripped():
-            for receiver in receivers:
-                receiver.shutdown(TOO_MANY_MESSAGES)
+        count = self._fan_out(key, message, exclude)
+        if count:
+            self.metrics.deliveries.inc(count)
+        return count
+
+    def publish_batch(self, messages: Iterable[tuple[StreamKey, Outgoing]]) -> int:
+        """Publish messages in order, each counted as one event before it fans out (as one by
+        one). A socket's frames of the whole batch leave in one write, in the same order, and the
+        deliveries metric moves once: per-delivery work is what limits fan-out."""
+        held: dict[Connection, bytes | list[bytes]] = {}
+        self.held = held
+        total = 0
+        try:
+            for key, message in messages:
+                self.limits.events.add(1)
+                total += self._fan_out(key, message, None)
+        finally:
+            self.held = None
+            for conn, queued in held.items():
+                conn.write(queued if isinstance(queued, bytes) else b"".join(queued))
+            if total:
+                self.metrics.deliveries.inc(total)
+        return total
+
+    def _fan_out(self, key: StreamKey, message: Outgoing, exclude: Subscriber | None) -> int:
+        count = self.registry.publish(key, message, exclude=exclude)
+        if count:
+            self.limits.events.add(count)
+            if self.limits.events_tripped():
+                for receiver in self.registry.receivers(key, message, exclude=exclude):
+                    receiver.shutdown(TOO_MANY_MESSAGES)
         return count
 
 
