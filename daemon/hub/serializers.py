@@ -8,12 +8,9 @@ subscriber's transport. Compression is never negotiated, which is what makes tha
 from __future__ import annotations
 
 import json
-import re
 import struct
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol
-
-import orjson
 
 Vsn = Literal["1.0.0", "2.0.0"]
 Encoding = Literal["json", "binary"]
@@ -24,22 +21,7 @@ OP_BINARY: Final = 0x2
 _KIND_USER_BROADCAST_PUSH: Final = 3
 _KIND_USER_BROADCAST: Final = 4
 
-_std_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-# Where orjson's float text differs from the stdlib's (`1e-7` for `1e-07`, `0.00001` for `1e-05`),
-# the stdlib redoes the value, so the bytes on the wire stay exactly what they were.
-_FLOAT_TEXT_DIFFERS = re.compile(rb"\de-\d(?!\d)|0\.0000")
-# orjson reads integers beyond 64 bits as floats; the stdlib keeps them exact.
-_LONG_DIGITS = re.compile(r"\d{19}")
-
-
-class _NonFinite(float):
-    """NaN/Infinity as the stdlib parser accepts them; orjson refuses the subclass (it would write
-    `null`), which sends the value to the stdlib encoder, which writes them back as they came."""
-
-
-def _std_float(text: str) -> float:
-    value = float(text)
-    return value if value - value == 0 else _NonFinite(value)
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 class FrameError(ValueError):
@@ -47,25 +29,13 @@ class FrameError(ValueError):
 
 
 def dumps(value: Any) -> str:
-    """Compact JSON, as Jason writes it: orjson, byte for byte what the stdlib encoder writes."""
-    try:
-        out = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
-    except TypeError:  # integers beyond 64 bits, NaN, lone surrogates: the stdlib's outcome
-        return _std_dumps(value)
-    if _FLOAT_TEXT_DIFFERS.search(out) is not None:
-        return _std_dumps(value)
-    return out.decode()
+    """Compact JSON, as Jason writes it."""
+    return _dumps(value)
 
 
-def loads(text: str) -> Any:
-    """Parse JSON with orjson; what it refuses or reads inexactly goes to the stdlib parser, so
-    the accepted documents and their values are the stdlib's (ValueError when invalid)."""
-    if _LONG_DIGITS.search(text) is None:
-        try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError:
-            pass  # NaN/Infinity, 1e400, lone surrogates, deep nesting: the stdlib decides
-    return json.loads(text, parse_float=_std_float, parse_constant=_std_float)
+def loads(text: str | bytes) -> Any:
+    """Parse JSON; ValueError when it is not."""
+    return json.loads(text)
 
 
 def ws_frame(opcode: int, data: bytes) -> bytes:
@@ -111,7 +81,7 @@ def _opt_str(value: Any, name: str) -> str | None:
 
 def decode_v1(text: str) -> Inbound:
     try:
-        obj = loads(text)
+        obj = json.loads(text)
     except ValueError as exc:
         raise FrameError(f"not JSON: {exc}") from None
     if not isinstance(obj, dict) or "ref" not in obj:
@@ -130,7 +100,7 @@ def decode_v1(text: str) -> Inbound:
 
 def decode_v2_text(text: str) -> Inbound:
     try:
-        arr = loads(text)
+        arr = json.loads(text)
     except ValueError as exc:
         raise FrameError(f"not JSON: {exc}") from None
     if not isinstance(arr, list) or len(arr) < 5:
