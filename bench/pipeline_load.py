@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import multiprocessing
 import multiprocessing.context
 import multiprocessing.synchronize
@@ -293,6 +294,8 @@ async def _subscribe(
             state = await asyncio.wait_for(joined, 10)
             if state != RealtimeSubscribeStates.SUBSCRIBED:
                 raise RuntimeError(f"join of {channel_name} ended in {state}")
+        gc.collect()  # as the daemon and the hub do: the measuring process's start-up heap
+        gc.freeze()  # is left out of full collections, whose pauses would count as latency
         ready.set()
         await asyncio.to_thread(stop.wait)  # the orchestrator decides when to stop
     except Exception as exc:

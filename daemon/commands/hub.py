@@ -8,6 +8,7 @@ import signal
 
 from daemon.config import load_settings
 from daemon.errors import ConfigError
+from daemon.heap import freeze_startup_heap
 from daemon.hub import Hub
 from daemon.log import configure_logging, get_logger
 
@@ -60,6 +61,7 @@ async def _serve(hub: Hub) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await hub.start()
+    freeze_startup_heap()
     try:
         await stop.wait()
         log.info("hub.stopping")

@@ -8,6 +8,7 @@ import signal
 
 from daemon.config import Settings, load_settings
 from daemon.errors import ConfigError
+from daemon.heap import freeze_startup_heap
 from daemon.log import configure_logging
 from daemon.pipeline.service import PipelineService
 from daemon.pipeline.stop_watchdog import StopWatchdog
@@ -83,8 +84,15 @@ async def serve(settings: Settings, dsn: str | None, watchdog: StopWatchdog) -> 
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop)
+    settle = asyncio.create_task(_freeze_once_started(service), name="freeze-heap")
     try:
         await service.run()
     finally:
+        settle.cancel()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+
+
+async def _freeze_once_started(service: PipelineService) -> None:
+    await service.started.wait()
+    freeze_startup_heap()
