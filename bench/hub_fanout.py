@@ -50,6 +50,7 @@ PAD = "x" * 120  # a ~300-byte frame, like measurements.md §3.4
 # -- servers (child processes) -------------------------------------------------------------------
 def _run_hub(conn: Any, dsn: str, secret: str) -> None:
     from daemon.config import HubSettings
+    from daemon.heap import freeze_startup_heap
     from daemon.hub import run_hub
     from daemon.log import configure_logging
 
@@ -58,6 +59,7 @@ def _run_hub(conn: Any, dsn: str, secret: str) -> None:
     async def main() -> None:
         settings = HubSettings(port=0, max_socket_buffer_kb=1 << 20, max_channels_per_socket=100)
         async with run_hub(settings, database_url=dsn, jwt_secret=secret) as hub:
+            freeze_startup_heap()  # as `results-realtime hub` does once started
             conn.send(hub.port)
             await asyncio.get_running_loop().run_in_executor(None, conn.recv)
 
