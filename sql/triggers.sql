@@ -1,9 +1,14 @@
 -- Repeatable (re-applied by every `migrate`): the triggers that turn writes into outbox rows.
 --
--- Statement-level AFTER triggers with transition tables: one call per statement, however many
--- rows it touched, so the AI worker's 10,000-row UPDATE costs one set-based INSERT into the outbox
--- instead of 10,000 PL/pgSQL calls. Each records ids, op and source only; the cell's state is read
--- later by the daemon, in batches (results_realtime.cells_for_keys_v1).
+-- Updates and deletes, and every change to storage objects: statement-level AFTER triggers with
+-- transition tables, one call per statement however many rows it touched, so the AI worker's
+-- 10,000-row UPDATE costs one set-based INSERT into the outbox instead of 10,000 PL/pgSQL calls.
+-- Inserts into submissions: a row-level trigger. A pupil's answer is one row per statement and is
+-- the app's hot path; for one row, building and scanning a transition table costs more than the
+-- row-level call (pgbench, single-row inserts, 8 clients: 0.82-0.90 of the bare insert rate with
+-- the row-level trigger, 0.77-0.79 with the statement-level one; bench/RESULTS.md).
+-- Each records ids, op and source only; the cell's state is read later by the daemon, in batches
+-- (results_realtime.cells_for_keys_v1).
 --
 -- Never failing the writer: everything that can go wrong (the flag lookup, the source inference,
 -- the adapter's object_cell_v1) runs in a guarded, read-only block; an error there becomes a
@@ -34,12 +39,54 @@ begin
 end
 $$;
 
--- submissions -> source: insert -> 'teacher' / 'ai' when the new row already carries a mark, else
--- 'pupil'; update -> 'pupil' (body or submitted_at changed: a resubmission wins over marks reset
--- with it), else 'teacher' (teacher_* changed), else 'ai' (ai_* changed), else 'system' (the row
--- moved to another cell: both cells are recorded); an update that changes none of those columns
--- (e.g. updated_at only) is not recorded, since no cell changes. delete -> 'system': the row says
--- nothing about who deleted it.
+-- A row inserted into submissions -> its cell, op 'insert', source 'teacher' / 'ai' when the row
+-- already carries a mark, else 'pupil'. Everything read from the row is read in the guarded block,
+-- so a schema that does not match (a renamed column, another type) warns instead of failing.
+create or replace function results_realtime.record_submission_insert_v1()
+returns trigger
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    flags record;
+    v_activity_id text;
+    v_pupil_id uuid;
+    v_source text;
+begin
+    begin
+        select r.enabled, r.doorbell_armed into flags from results_realtime.runtime_state as r;
+        if not coalesce(flags.enabled, false) then
+            return null;
+        end if;
+        v_activity_id := new.activity_id;
+        v_pupil_id := new.user_id;
+        v_source := case
+            when new.teacher_score is not null or new.teacher_marked_at is not null then 'teacher'
+            when new.ai_score is not null or new.ai_marked_at is not null then 'ai'
+            else 'pupil'
+        end;
+    exception when others then
+        perform results_realtime.warn_unrecorded_change_v1(
+            tg_name, tg_table_schema, tg_table_name, sqlstate, sqlerrm);
+        return null;
+    end;
+    if v_activity_id is not null and v_pupil_id is not null then
+        insert into results_realtime.outbox (activity_id, pupil_id, op, source)
+        values (v_activity_id, v_pupil_id, 'insert', v_source);
+        if flags.doorbell_armed then
+            perform pg_notify('results_realtime_v1', '');
+        end if;
+    end if;
+    return null;
+end
+$$;
+
+-- Updates and deletes of submissions (inserts: above) -> source: update -> 'pupil' (body or
+-- submitted_at changed: a resubmission wins over marks reset with it), else 'teacher' (teacher_*
+-- changed), else 'ai' (ai_* changed), else 'system' (the row moved to another cell: both cells are
+-- recorded); an update that changes none of those columns (e.g. updated_at only) is not recorded,
+-- since no cell changes. delete -> 'system': the row says nothing about who deleted it.
 create or replace function results_realtime.record_submission_changes_v1()
 returns trigger
 language plpgsql
@@ -58,17 +105,7 @@ begin
         if not coalesce(flags.enabled, false) then
             return null;
         end if;
-        if tg_op = 'INSERT' then
-            select array_agg(n.activity_id), array_agg(n.user_id), array_agg('insert'::text),
-                   array_agg(case
-                       when n.teacher_score is not null or n.teacher_marked_at is not null
-                           then 'teacher'
-                       when n.ai_score is not null or n.ai_marked_at is not null then 'ai'
-                       else 'pupil'
-                   end)
-            into v_activity_ids, v_pupil_ids, v_ops, v_sources
-            from new_rows as n;
-        elsif tg_op = 'UPDATE' then
+        if tg_op = 'UPDATE' then
             with pairs as (
                 select o.activity_id as old_activity_id, o.user_id as old_pupil_id,
                        n.activity_id as new_activity_id, n.user_id as new_pupil_id,
@@ -199,14 +236,14 @@ begin
 end
 $$;
 
+revoke all on function results_realtime.record_submission_insert_v1() from public;
 revoke all on function results_realtime.record_submission_changes_v1() from public;
 revoke all on function results_realtime.record_object_changes_v1() from public;
 
 drop trigger if exists results_realtime_insert_v1 on public.submissions;
 create trigger results_realtime_insert_v1
     after insert on public.submissions
-    referencing new table as new_rows
-    for each statement execute function results_realtime.record_submission_changes_v1();
+    for each row execute function results_realtime.record_submission_insert_v1();
 
 drop trigger if exists results_realtime_update_v1 on public.submissions;
 create trigger results_realtime_update_v1
