@@ -25,8 +25,14 @@ from pathlib import Path
 
 import psutil
 
-from bench import pipeline_burst, pipeline_latency, pipeline_throughput, pipeline_writer_cost
-from bench.common import REPO, BenchResult, Cluster, Knobs, progress
+from bench import (
+    pipeline_burst,
+    pipeline_latency,
+    pipeline_staging,
+    pipeline_throughput,
+    pipeline_writer_cost,
+)
+from bench.common import REPO, SUBSCRIBER_CLIENTS, BenchResult, Cluster, Knobs, progress
 
 Runner = Callable[..., Awaitable[BenchResult]]
 
@@ -35,6 +41,7 @@ PIPELINE: dict[str, tuple[str, Runner]] = {
     "throughput": (pipeline_throughput.TITLE, pipeline_throughput.run),
     "writer-cost": (pipeline_writer_cost.TITLE, pipeline_writer_cost.run),
     "burst": (pipeline_burst.TITLE, pipeline_burst.run),
+    "staging": (pipeline_staging.TITLE, pipeline_staging.run),
 }
 HUB_FANOUT = "hub-fanout"
 HUB_FANOUT_SCRIPT = REPO / "bench" / "hub_fanout.py"
@@ -70,6 +77,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--burst-budget", type=float, metavar="N", help="messages/s budget of 'burst' (40)"
+    )
+    parser.add_argument(
+        "--subscriber",
+        choices=SUBSCRIBER_CLIENTS,
+        default="phoenix",
+        help="the subscribers' client: a lean Phoenix client (default; a browser's cost per "
+        "message) or realtime-py (~300 us of CPU per message, taken from the same cores)",
     )
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     args = parser.parse_args(argv)
@@ -164,10 +178,12 @@ def main(argv: list[str] | None = None) -> int:
         daemon_env=dict(item.split("=", 1) for item in args.daemon_env),
         latency_rate=args.latency_rate,
         burst_budget=args.burst_budget,
+        subscriber=args.subscriber,
     )
     print(f"CPU busy before starting: {background:.2f} of {psutil.cpu_count()} cores")
     print(f"code: {code_version()}")
     print(f"command: python -m bench {' '.join(sys.argv[1:] if argv is None else argv)}")
+    print(f"subscribers' client: {knobs.subscriber}")
     if knobs.daemon_env:
         print(f"daemon overrides: {dict(knobs.daemon_env)}")
     print(flush=True)

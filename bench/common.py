@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -39,6 +39,9 @@ from daemon.tokens import mint_token, new_jwt_secret
 REPO = Path(__file__).resolve().parent.parent
 SQL_DIR = Path(__file__).resolve().parent / "pipeline_sql"
 START_DEADLINE_S = 30.0
+
+SubscriberClient = Literal["phoenix", "realtime-py"]
+SUBSCRIBER_CLIENTS: tuple[SubscriberClient, ...] = ("phoenix", "realtime-py")
 
 # The school every benchmark writes into: GROUPS channels (one assignment each, one teacher
 # subscribed per channel), ACTIVITIES x PUPILS cells per channel.
@@ -155,6 +158,7 @@ class Knobs:
     daemon_env: Mapping[str, str] = field(default_factory=dict)  # RESULTS_REALTIME_* overrides
     latency_rate: float | None = None  # submissions/s of the latency benchmark
     burst_budget: float | None = None  # messages/s of the burst benchmark
+    subscriber: SubscriberClient = "phoenix"  # the subscribers' client (bench/pipeline_load.py)
 
 
 # ---------------------------------------------------------------------------------- database

@@ -59,7 +59,13 @@ async def run_once(cluster: Cluster, options: Options) -> dict[str, Any]:
                 assert stack.daemon is not None
                 channels = stack.teacher_channels(school)
                 subscribers = Subscribers(
-                    SubscriberSpec(stack.realtime_url, channels, "ai_score", AI_SCORE)
+                    SubscriberSpec(
+                        stack.realtime_url,
+                        channels,
+                        "ai_score",
+                        AI_SCORE,
+                        client=cluster.knobs.subscriber,
+                    )
                 )
                 await subscribers.start()
                 with PeakRss(stack.daemon.proc.pid) as rss, CpuAccount() as cpu:

@@ -49,7 +49,9 @@ async def run_once(cluster: Cluster, options: Options) -> dict[str, Any]:
     ):
         assert stack.daemon is not None
         channels = stack.teacher_channels(school)
-        subscribers = Subscribers(SubscriberSpec(stack.realtime_url, channels, "keys"))
+        subscribers = Subscribers(
+            SubscriberSpec(stack.realtime_url, channels, "keys", client=cluster.knobs.subscriber)
+        )
         await subscribers.start()
         cpu_before = stack.daemon.cpu_seconds()
         with PeakRss(stack.daemon.proc.pid) as rss, cpu_busy() as busy, CpuAccount() as cpu:

@@ -3,8 +3,13 @@
 Writers: asyncpg connections inserting one submission per autocommit transaction, either paced
 (a global schedule of `rate` inserts/s interleaved over every connection) or flat out; each
 records the wall-clock time (`time.time()`) at which its commit returned.
-Subscribers: one realtime-py client per channel, joined to the private channel with its
-teacher's token; they record when each cell (and each message) arrived, on the same clock.
+Subscribers: one client per channel, joined to the private channel with its teacher's token;
+they record when each cell (and each message) arrived, on the same clock. The client is a lean
+Phoenix one by default (websockets + json: what a browser's supabase-js does per message) or
+realtime-py (`--subscriber realtime-py`). realtime-py spends ~300 us of CPU per message on this
+machine (pydantic validation, and a debug log line formatted for every message even when debug is
+off), which the benchmark's one machine takes from the writers and the pipeline; a teacher's
+browser spends it on the teacher's laptop.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import itertools
+import json
 import multiprocessing
 import multiprocessing.context
 import multiprocessing.synchronize
@@ -21,10 +28,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlencode
 
 import asyncpg
 
-from bench.common import sql
+from bench.common import SubscriberClient, sql
 
 BODY = '{"text": "bench answer"}'
 _CTX = multiprocessing.get_context("spawn")
@@ -180,6 +188,7 @@ async def _get(out: Any, proc: multiprocessing.process.BaseProcess, *, spec_dead
 # -------------------------------------------------------------------------------- subscribers
 
 Mode = Literal["keys", "ai_score"]
+_HEARTBEAT_S = 25.0  # as realtime-js and realtime-py
 
 
 @dataclass(frozen=True)
@@ -188,6 +197,7 @@ class SubscriberSpec:
     channels: tuple[tuple[str, str], ...]  # (channel name, teacher token)
     mode: Mode  # "keys": a cell counts when it first arrives; "ai_score": when it has ai_score
     ai_score: float | None = None
+    client: SubscriberClient = "phoenix"
 
 
 @dataclass
@@ -266,9 +276,88 @@ async def _subscribe(
     stop: multiprocessing.synchronize.Event,
     progress: Any,
 ) -> SubscriberResult:
+    recorder = _Recorder(spec, progress)
+    if spec.client == "phoenix":
+        await _subscribe_phoenix(spec, recorder, ready, stop)
+    else:
+        await _subscribe_realtime_py(spec, recorder, ready, stop)
+    return recorder.result
+
+
+async def _subscribe_phoenix(
+    spec: SubscriberSpec,
+    recorder: _Recorder,
+    ready: multiprocessing.synchronize.Event,
+    stop: multiprocessing.synchronize.Event,
+) -> None:
+    """Phoenix vsn 1.0.0 over plain websockets: join, heartbeat, hand each broadcast over."""
+    import websockets
+
+    sockets: list[Any] = []
+    readers: list[asyncio.Task[None]] = []
+    config = {"broadcast": {"ack": False, "self": False}, "private": True}
+    base = "ws" + spec.realtime_url.removeprefix("http")  # http(s):// -> ws(s)://
+    try:
+        for channel_name, token in spec.channels:
+            url = f"{base}/websocket?{urlencode({'apikey': token, 'vsn': '1.0.0'})}"
+            ws = await websockets.connect(url, compression=None, max_queue=None, ping_interval=None)
+            sockets.append(ws)
+            topic = f"realtime:{channel_name}"
+            join = {"config": config, "access_token": token}
+            await ws.send(_frame(topic, "phx_join", join, ref="1"))
+            reply = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            if reply.get("event") != "phx_reply" or reply["payload"].get("status") != "ok":
+                raise RuntimeError(f"join of {channel_name} refused: {reply}")
+            readers.append(asyncio.create_task(_read_phoenix(ws, recorder, channel_name)))
+        readers.append(asyncio.create_task(_heartbeats(sockets)))
+        gc.collect()  # as in _subscribe_realtime_py
+        gc.freeze()
+        ready.set()
+        await asyncio.to_thread(stop.wait)
+    except Exception as exc:
+        recorder.result.errors.append(repr(exc))
+        ready.set()
+    finally:
+        for task in readers:
+            task.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+        await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+
+
+def _frame(topic: str, event: str, payload: dict[str, Any], *, ref: str) -> str:
+    return json.dumps(
+        {"topic": topic, "event": event, "payload": payload, "ref": ref, "join_ref": "1"}
+    )
+
+
+async def _read_phoenix(ws: Any, recorder: _Recorder, channel_name: str) -> None:
+    on_broadcast = recorder.callback(channel_name)
+    try:
+        async for raw in ws:
+            message = json.loads(raw)
+            if message.get("event") == "broadcast":
+                on_broadcast(message["payload"])  # {"type": "broadcast", "event", "payload"}
+            elif message.get("event") in ("phx_error", "phx_close"):
+                recorder.result.errors.append(f"{channel_name}: {message}")
+    except Exception as exc:  # the socket closed under us: the run is not complete
+        recorder.result.errors.append(f"{channel_name}: {exc!r}")
+
+
+async def _heartbeats(sockets: Sequence[Any]) -> None:
+    for ref in itertools.count(2):
+        await asyncio.sleep(_HEARTBEAT_S)
+        for ws in sockets:
+            await ws.send(_frame("phoenix", "heartbeat", {}, ref=str(ref)))
+
+
+async def _subscribe_realtime_py(
+    spec: SubscriberSpec,
+    recorder: _Recorder,
+    ready: multiprocessing.synchronize.Event,
+    stop: multiprocessing.synchronize.Event,
+) -> None:
     from realtime import AsyncRealtimeClient, RealtimeSubscribeStates
 
-    recorder = _Recorder(spec, progress)
     clients = []
     config: Any = {"config": {"broadcast": {"ack": False, "self": False}, "private": True}}
     try:
@@ -305,7 +394,6 @@ async def _subscribe(
         for client in clients:
             with contextlib.suppress(Exception):
                 await client.close()
-    return recorder.result
 
 
 class Subscribers:

@@ -72,7 +72,9 @@ async def _pipeline(cluster: Cluster, options: Options) -> dict[str, Any]:
     ):
         assert stack.daemon is not None
         channels = stack.teacher_channels(school)
-        subscribers = Subscribers(SubscriberSpec(stack.realtime_url, channels, "keys"))
+        subscribers = Subscribers(
+            SubscriberSpec(stack.realtime_url, channels, "keys", client=cluster.knobs.subscriber)
+        )
         await subscribers.start()
         with CpuAccount() as cpu:
             writers = await run_writers(

@@ -378,6 +378,63 @@ async def test_a_second_stager_waits_until_the_first_commits(
         await first.close()
 
 
+async def _stage_while_another_session_stages(
+    school: School, store: Store, database_url: str, meanwhile: str
+) -> tuple[int, int]:
+    """Let stage_batch read the outbox, then run `meanwhile` (SQL) and commit before it does.
+
+    Returns (outbox rows it claimed, the seq of its one message; 0 when it staged none).
+    """
+    other = await asyncpg.connect(database_url)
+    try:
+        transaction = other.transaction()
+        await transaction.start()
+        await other.execute(query("store_stage_lock"), _STAGE_LOCK_KEY)
+        staging = asyncio.create_task(store.stage_batch(10))
+        await eventually(  # it has read and enriched, and waits to commit under the lock
+            lambda: school.conn.fetchval(
+                "select count(*) = 1 from pg_locks where locktype = 'advisory' and not granted"
+            ),
+            what="the stager waiting to commit",
+        )
+        await other.execute(meanwhile)
+        await transaction.commit()
+        result = await asyncio.wait_for(staging, timeout=10)
+    finally:
+        await other.close()
+    return result.claimed, (result.messages[0].seq if result.messages else 0)
+
+
+async def test_rows_staged_by_another_session_meanwhile_are_not_staged_twice(
+    school: School, store: Store, database_url: str
+) -> None:
+    await school.submit("A1", school.p2, {"text": "a"})
+    claimed, seq = await _stage_while_another_session_stages(
+        school, store, database_url, "delete from results_realtime.outbox"
+    )
+    assert (claimed, seq) == (0, 0)  # its commit changed nothing; the careful path found none
+    assert await store.pending_depth() == 0
+    assert (
+        await school.conn.fetchval("select count(*) from results_realtime.channel_sequences") == 0
+    )
+
+
+async def test_a_channel_staged_by_another_session_meanwhile_keeps_its_seqs_in_order(
+    school: School, store: Store, database_url: str
+) -> None:
+    await school.submit("A1", school.p2, {"text": "a"})  # p2 is in G1 only
+    claimed, seq = await _stage_while_another_session_stages(
+        school,
+        store,
+        database_url,
+        f"insert into results_realtime.channel_sequences values ('{G1}', 1)",
+    )
+    assert (claimed, seq) == (1, 2)  # staged again after the other session's seq 1
+    [message] = await store.pending(10)
+    assert (message.channel, message.seq, message.payload["prevSeq"]) == (G1, 2, 1)
+    assert await store.outbox_depth() == 0
+
+
 async def test_stage_batch_returns_the_messages_exactly_as_staged(
     school: School, store: Store
 ) -> None:

@@ -143,18 +143,68 @@ class Store:
     ) -> StageResult:
         """Claim up to `limit` raw changes and stage them as messages, in one transaction.
 
-        `ack` (messages Realtime accepted) and `disarm` ride along in the same transaction, so the
-        busy loop spends no extra round trip or commit on them. The staged messages come back,
+        `ack` (messages Realtime accepted) and `disarm` ride along with the first statement, so
+        the busy loop spends no extra round trip or commit on them. The staged messages come back,
         encoded, in `messages`: the caller publishes them without reading them back.
-        Four round trips: BEGIN, the database half (stage_cells_v1), the insert, COMMIT.
+        Two autocommit round trips (sql/migrations/0008_optimistic_staging.sql): read and enrich,
+        then commit the messages if nobody staged the same rows or channels meanwhile. When the
+        enrichment raises or another session got in between, the careful path stages the same
+        rows in one locked transaction instead.
         """
         if limit < 1:
             raise ValueError("limit must be at least 1")
         async with self._connection(conn) as c:
             try:
-                return await self._stage(c, limit, list(ack), disarm, careful=False)
-            except _EnrichFailed:  # rolled back: again, isolating the keys that fail
-                return await self._stage(c, limit, list(ack), disarm, careful=True)
+                return await self._stage_optimistically(c, limit, list(ack), disarm)
+            except _EnrichFailed:
+                pass  # nothing was staged: again, isolating the keys that fail
+            except asyncpg.SerializationError as exc:
+                log.info("store.stage_conflict", detail=str(exc), action="staging carefully")
+            return await self._stage(c, limit, list(ack), disarm, careful=True)
+
+    async def _stage_optimistically(
+        self, conn: _Conn, limit: int, ack: list[int], disarm: bool
+    ) -> StageResult:
+        try:
+            rows = await conn.fetch(query("store_peek_cells"), limit, ack, disarm)
+        except asyncpg.QueryCanceledError:
+            raise
+        except asyncpg.PostgresError as exc:
+            raise _EnrichFailed from exc
+        if not rows:
+            return StageResult(claimed=0, staged=0, cells=0, refreshes=0, skipped=0)
+        read_ids: list[int] = rows[0]["read_ids"]
+        claim = _claim_from_rows(rows, claimed=len(read_ids))
+        planned = self._plan(claim.items)
+        del claim.items[:]
+        shells, texts, advanced = _number(planned, claim.last_seqs)
+        inserted = await conn.fetch(
+            query("store_commit_stage"),
+            _STAGE_LOCK_KEY,
+            read_ids,
+            [channel for channel, _ in advanced],
+            [claim.last_seqs[channel] for channel, _ in advanced],
+            [last for _, last in advanced],
+            *_message_columns(shells, texts),
+        )
+        return self._result(claim, _with_ids(shells, inserted))
+
+    def _result(self, claim: _Claim, messages: tuple[OutgoingMessage, ...]) -> StageResult:
+        if claim.skipped:
+            log.info(
+                "store.keys_skipped",
+                count=len(claim.skipped),
+                sample=claim.skipped[:5],
+                reason="no assignment channel for these cells",
+            )
+        return StageResult(
+            claimed=claim.claimed,
+            staged=len(messages),
+            cells=sum(m.cell_count for m in messages),
+            refreshes=sum(1 for m in messages if m.event == "result_refresh"),
+            skipped=len(claim.skipped),
+            messages=messages,
+        )
 
     async def _stage(
         self, conn: _Conn, limit: int, ack: list[int], disarm: bool, *, careful: bool
@@ -169,22 +219,7 @@ class Store:
             planned = self._plan(claim.items)
             del claim.items[:]  # a claim can be 10,000 cells: hold only what the next step needs
             messages = await self._write(conn, planned, claim.last_seqs) if planned else ()
-        result = StageResult(
-            claimed=claim.claimed,
-            staged=len(messages),
-            cells=sum(m.cell_count for m in messages),
-            refreshes=sum(1 for m in messages if m.event == "result_refresh"),
-            skipped=len(claim.skipped),
-            messages=messages,
-        )
-        if claim.skipped:
-            log.info(
-                "store.keys_skipped",
-                count=len(claim.skipped),
-                sample=claim.skipped[:5],
-                reason="no assignment channel for these cells",
-            )
-        return result
+        return self._result(claim, messages)
 
     async def _claim_and_enrich(
         self, conn: _Conn, limit: int, ack: list[int], disarm: bool
@@ -196,23 +231,7 @@ class Store:
             raise
         except asyncpg.PostgresError as exc:
             raise _EnrichFailed from exc
-        claim = _Claim(claimed=rows[0]["claimed"] if rows else 0)
-        rows.reverse()
-        while rows:  # popped, so each record is freed as soon as its cell is decoded
-            row = rows.pop()
-            if row["channel"] is None:
-                claim.skipped.append(f"{row['activity_id']}/{row['pupil_id']}")
-                continue
-            claim.last_seqs[row["channel"]] = row["last_seq"] or 0
-            claim.items.append(
-                _item(
-                    row,
-                    orjson.loads(row["cell"]),
-                    oldest_change_at=row["oldest_change_at"],
-                    order=row["first_id"],
-                )
-            )
-        return claim
+        return _claim_from_rows(rows, claimed=rows[0]["claimed"] if rows else 0)
 
     async def _claim_carefully(
         self, conn: _Conn, limit: int, ack: list[int], disarm: bool
@@ -372,46 +391,15 @@ class Store:
     async def _write(
         self, conn: _Conn, planned: list[PlannedMessage], last_seqs: Mapping[str, int]
     ) -> tuple[OutgoingMessage, ...]:
-        """Number the messages after each channel's last seq, encode each payload once, insert."""
-        next_seq = {channel: seq + 1 for channel, seq in last_seqs.items()}
-        shells: list[OutgoingMessage] = []  # id 0 until inserted
-        texts: list[str] = []
-        pending = deque(planned)
-        planned.clear()  # the caller's list: from here on the cells live only in `pending`
-        while pending:  # popped, so each message's cell dicts are freed once it is encoded
-            message = pending.popleft()
-            seq = next_seq[message.channel]
-            next_seq[message.channel] = seq + 1
-            encoded = encode_payload(message.payload(seq))
-            texts.append(encoded.decode())
-            shells.append(
-                OutgoingMessage(
-                    id=0,
-                    channel=message.channel,
-                    event=message.event,
-                    payload_json=encoded,
-                    seq=seq,
-                    oldest_change_at=message.oldest_change_at,
-                    cell_count=len(message.cells),
-                )
-            )
-        advanced = sorted(c for c in next_seq if next_seq[c] - 1 > last_seqs[c])
+        """The careful path's insert, under the lock it already holds."""
+        shells, texts, advanced = _number(planned, last_seqs)
         inserted = await conn.fetch(
             query("store_insert_messages"),
-            [m.channel for m in shells],
-            [m.seq for m in shells],
-            [m.event for m in shells],
-            texts,
-            [m.oldest_change_at for m in shells],
-            [m.cell_count for m in shells],
-            advanced,
-            [next_seq[c] - 1 for c in advanced],
+            *_message_columns(shells, texts),
+            [channel for channel, _ in advanced],
+            [last for _, last in advanced],
         )
-        del texts[:]
-        ids = {(r["channel"], r["seq"]): r["id"] for r in inserted}
-        messages = [dataclasses.replace(m, id=ids[(m.channel, m.seq)]) for m in shells]
-        messages.sort(key=lambda m: m.id)
-        return tuple(messages)
+        return _with_ids(shells, inserted)
 
     # ------------------------------------------------------------------------------ publishing
 
@@ -496,6 +484,81 @@ class Store:
             if ack:
                 await c.execute(query("store_ack"), list(ack))
             await c.execute(query("store_set_doorbell"), armed)
+
+
+def _claim_from_rows(rows: list[asyncpg.Record], *, claimed: int) -> _Claim:
+    """The enriched rows of a staging's first step (stage_cells_v1 or peek_cells_v1)."""
+    claim = _Claim(claimed=claimed)
+    rows.reverse()
+    while rows:  # popped, so each record is freed as soon as its cell is decoded
+        row = rows.pop()
+        if row["channel"] is None:
+            claim.skipped.append(f"{row['activity_id']}/{row['pupil_id']}")
+            continue
+        claim.last_seqs[row["channel"]] = row["last_seq"] or 0
+        claim.items.append(
+            _item(
+                row,
+                orjson.loads(row["cell"]),
+                oldest_change_at=row["oldest_change_at"],
+                order=row["first_id"],
+            )
+        )
+    return claim
+
+
+def _number(
+    planned: list[PlannedMessage], last_seqs: Mapping[str, int]
+) -> tuple[list[OutgoingMessage], list[str], list[tuple[str, int]]]:
+    """Number the messages after each channel's last seq and encode each payload once.
+
+    Returns the messages (id 0 until inserted), their JSON texts, and every channel that got
+    messages with its new last seq, in channel order (the order its row is locked in).
+    """
+    next_seq = {channel: seq + 1 for channel, seq in last_seqs.items()}
+    shells: list[OutgoingMessage] = []
+    texts: list[str] = []
+    pending = deque(planned)
+    planned.clear()  # the caller's list: from here on the cells live only in `pending`
+    while pending:  # popped, so each message's cell dicts are freed once it is encoded
+        message = pending.popleft()
+        seq = next_seq[message.channel]
+        next_seq[message.channel] = seq + 1
+        encoded = encode_payload(message.payload(seq))
+        texts.append(encoded.decode())
+        shells.append(
+            OutgoingMessage(
+                id=0,
+                channel=message.channel,
+                event=message.event,
+                payload_json=encoded,
+                seq=seq,
+                oldest_change_at=message.oldest_change_at,
+                cell_count=len(message.cells),
+            )
+        )
+    advanced = sorted((c, next_seq[c] - 1) for c in next_seq if next_seq[c] - 1 > last_seqs[c])
+    return shells, texts, advanced
+
+
+def _message_columns(shells: Sequence[OutgoingMessage], texts: list[str]) -> tuple[list[Any], ...]:
+    return (
+        [m.channel for m in shells],
+        [m.seq for m in shells],
+        [m.event for m in shells],
+        texts,
+        [m.oldest_change_at for m in shells],
+        [m.cell_count for m in shells],
+    )
+
+
+def _with_ids(
+    shells: Sequence[OutgoingMessage], inserted: Sequence[asyncpg.Record]
+) -> tuple[OutgoingMessage, ...]:
+    ids = {(r["channel"], r["seq"]): r["id"] for r in inserted}
+    messages = [dataclasses.replace(m, id=ids[(m.channel, m.seq)]) for m in shells]
+    messages.sort(key=lambda m: m.id)
+    return tuple(messages)
 
 
 def _cell_args(changes: Sequence[_KeyChange]) -> tuple[list[Any], ...]:
