@@ -511,3 +511,16 @@ class CpuAccount:
                 label = "others"
             out[label] = out.get(label, 0.0) + used / max(self.wall_s, 1e-9)
         return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+    def top_others(
+        self, labels: Mapping[int, str], postmaster: int | None, count: int = 3
+    ) -> list[tuple[str, float]]:
+        """The busiest processes counted as "others", by command line: who disturbed a run."""
+        others = []
+        for pid, last in self._last.items():
+            used = last - self._first.get(pid, 0.0)
+            ours = pid in labels or pid == os.getpid()
+            ours = ours or (postmaster is not None and postmaster in (pid, self._parents.get(pid)))
+            if used > 0 and not ours:
+                others.append((self._names.get(pid, "?"), used / max(self.wall_s, 1e-9)))
+        return sorted(others, key=lambda item: -item[1])[:count]

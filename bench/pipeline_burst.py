@@ -91,6 +91,7 @@ async def run_once(cluster: Cluster, options: Options) -> dict[str, Any]:
         "seq_gaps": received.seq_gaps,
         "daemon_peak_rss_mb": rss.peak / 2**20,
         "cpu_by_process": cpu.by_label(labels, cluster.postmaster),
+        "busiest_others": cpu.top_others(labels, cluster.postmaster),
     }
 
 

@@ -106,6 +106,7 @@ async def _pipeline(cluster: Cluster, options: Options) -> dict[str, Any]:
         "refreshes": received.refreshes,
         "seq_gaps": received.seq_gaps,
         "cpu_by_process": cpu.by_label(labels, cluster.postmaster),
+        "busiest_others": cpu.top_others(labels, cluster.postmaster),
     }
 
 

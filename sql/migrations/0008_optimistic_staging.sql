@@ -46,26 +46,28 @@ begin
     end if;
     -- The oldest rows, then one entry per key: the last change's op, source and time win; the
     -- earliest time and the first id are kept (the lag metric, and the order cells go out in).
+    -- Two sorts in all: no aggregate has its own ORDER BY (each would sort on every call). The
+    -- arrays come from one pass over the same rows, so they stay parallel; their order does not
+    -- matter, the rows returned below are sorted.
     with peeked as materialized (
         select q.id, q.activity_id, q.pupil_id, q.op, q.source, q.created_at
         from results_realtime.outbox as q
         order by q.id
         limit p_limit
     ), keys as (
-        select p.activity_id, p.pupil_id,
-               (array_agg(p.op order by p.id desc))[1] as op,
-               (array_agg(p.source order by p.id desc))[1] as source,
-               (array_agg(p.created_at order by p.id desc))[1] as changed_at,
-               min(p.created_at) as oldest_change_at, min(p.id) as first_id
+        select distinct on (p.activity_id, p.pupil_id)
+               p.activity_id, p.pupil_id, p.op, p.source, p.created_at as changed_at,
+               min(p.created_at) over per_key as oldest_change_at,
+               min(p.id) over per_key as first_id
         from peeked as p
-        group by p.activity_id, p.pupil_id
+        window per_key as (partition by p.activity_id, p.pupil_id order by p.id desc
+                           rows between unbounded preceding and unbounded following)
+        order by p.activity_id, p.pupil_id, p.id desc
     )
-    select (select array_agg(p.id order by p.id) from peeked as p),
-           array_agg(k.first_id order by k.first_id),
-           array_agg(k.activity_id order by k.first_id), array_agg(k.pupil_id order by k.first_id),
-           array_agg(k.op order by k.first_id), array_agg(k.source order by k.first_id),
-           array_agg(k.changed_at order by k.first_id),
-           array_agg(k.oldest_change_at order by k.first_id)
+    select (select array_agg(p.id) from peeked as p),
+           array_agg(k.first_id), array_agg(k.activity_id), array_agg(k.pupil_id),
+           array_agg(k.op), array_agg(k.source), array_agg(k.changed_at),
+           array_agg(k.oldest_change_at)
     into v_ids, v_first_ids, v_activity_ids, v_pupil_ids, v_ops, v_sources, v_changed_ats,
          v_oldest
     from keys as k;
@@ -75,12 +77,13 @@ begin
     -- A new statement, so a new snapshot: the enrichment reads a state at least as new as every
     -- change read above (see stage_cells_v1).
     return query
-        select case when k.ord = 1 then v_ids end, k.first_id, k.op, k.source, k.changed_at,
+        select case when row_number() over (order by k.first_id, e.channel) = 1 then v_ids end,
+               k.first_id, k.op, k.source, k.changed_at,
                k.oldest_change_at, k.activity_id, k.pupil_id::text, e.channel, e.group_id,
                e.lesson_id, e.cell::text, cs.last_seq
         from unnest(v_first_ids, v_activity_ids, v_pupil_ids, v_ops, v_sources, v_changed_ats,
-                    v_oldest) with ordinality
-             as k (first_id, activity_id, pupil_id, op, source, changed_at, oldest_change_at, ord)
+                    v_oldest)
+             as k (first_id, activity_id, pupil_id, op, source, changed_at, oldest_change_at)
         left join results_realtime.cells_for_keys_v1(
             v_activity_ids, v_pupil_ids, v_ops, v_sources, v_changed_ats
         ) as e on e.activity_id = k.activity_id and e.pupil_id = k.pupil_id
