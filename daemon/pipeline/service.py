@@ -388,8 +388,10 @@ class PipelineService:
                     await self._pause(budget_wait)  # the outbox keeps coalescing meanwhile
                     continue
                 self._cycles += 1
+                started = time.monotonic()
                 with structlog.contextvars.bound_contextvars(cycle=self._cycles):
                     result = await self._stage(conn, limit, disarm)
+                took_s = time.monotonic() - started
                 disarm = False
                 if result.messages:
                     await handoff.put(_Batch(self._cycles, result.messages))
@@ -399,7 +401,7 @@ class PipelineService:
                     continue
                 limit = await self._next_limit(conn, limit, result)
                 if result.claimed < limit:
-                    await self._pause(self._linger_s(result.claimed))
+                    await self._pause(self._linger_s(result.claimed, took_s))
         finally:
             await handoff.close()
 
@@ -426,17 +428,21 @@ class PipelineService:
             log.warning("stage.skipped", keys=result.skipped, note="unmappable or unenrichable")
         return result
 
-    def _linger_s(self, claimed: int) -> float:
-        """The pause before the next staging while busy: short under a light load (latency), longer
-        the more rows the last staging claimed, up to `daemon.max_linger_ms`.
+    def _linger_s(self, claimed: int, took_s: float = 0.0) -> float:
+        """The pause before the next staging while busy: the busy poll period under a light load
+        (latency), longer the more rows the last staging claimed and the longer it took, up to
+        `daemon.max_linger_ms`.
 
-        Every staging and publish has a fixed cost (round trips, a POST, a message per channel)
-        that competes with the writers for CPU. Under a write storm, waiting in proportion to the
-        load makes stagings fewer and larger; at a classroom's pace, it changes nothing.
+        Every staging has a fixed cost (a transaction that locks every table the enrichment
+        reads, the plan's start-up, a POST, a message per channel) that competes with the writers
+        for CPU. Pausing in proportion to the load makes stagings fewer and larger under a write
+        storm; pausing in proportion to the staging's own duration (`staging_pause_factor`) caps
+        the share of its time the work loop stages, and backs off by itself when the machine is
+        short of CPU (every staging then takes longer). At a classroom's pace neither applies.
         """
         d = self.settings.daemon
-        grown = min(d.max_linger_ms, claimed * _LINGER_PER_ROW_MS)
-        return max(d.busy_poll_interval_ms, grown) / 1000
+        grown_ms = max(claimed * _LINGER_PER_ROW_MS, took_s * 1000 * d.staging_pause_factor)
+        return max(d.busy_poll_interval_ms, min(d.max_linger_ms, grown_ms)) / 1000
 
     async def _next_limit(self, conn: asyncpg.Connection, limit: int, result: StageResult) -> int:
         """A burst under a tight budget: claim the backlog in fewer, fuller messages.
