@@ -101,7 +101,7 @@ class _Claim:
 
 
 class _EnrichFailed(Exception):
-    """The one-call enrichment raised (the staging transaction is aborted)."""
+    """The one-call enrichment raised (nothing was staged)."""
 
 
 class Store:
@@ -160,7 +160,7 @@ class Store:
                 pass  # nothing was staged: again, isolating the keys that fail
             except asyncpg.SerializationError as exc:
                 log.info("store.stage_conflict", detail=str(exc), action="staging carefully")
-            return await self._stage(c, limit, list(ack), disarm, careful=True)
+            return await self._stage_carefully(c, limit, list(ack), disarm)
 
     async def _stage_optimistically(
         self, conn: _Conn, limit: int, ack: list[int], disarm: bool
@@ -206,32 +206,18 @@ class Store:
             messages=messages,
         )
 
-    async def _stage(
-        self, conn: _Conn, limit: int, ack: list[int], disarm: bool, *, careful: bool
+    async def _stage_carefully(
+        self, conn: _Conn, limit: int, ack: list[int], disarm: bool
     ) -> StageResult:
+        """One transaction under the staging lock; the enrichment isolates the keys that fail."""
         async with conn.transaction():
-            if careful:
-                claim = await self._claim_carefully(conn, limit, ack, disarm)
-            else:
-                claim = await self._claim_and_enrich(conn, limit, ack, disarm)
+            claim = await self._claim_carefully(conn, limit, ack, disarm)
             if not claim.claimed:
                 return StageResult(claimed=0, staged=0, cells=0, refreshes=0, skipped=0)
             planned = self._plan(claim.items)
             del claim.items[:]  # a claim can be 10,000 cells: hold only what the next step needs
             messages = await self._write(conn, planned, claim.last_seqs) if planned else ()
         return self._result(claim, messages)
-
-    async def _claim_and_enrich(
-        self, conn: _Conn, limit: int, ack: list[int], disarm: bool
-    ) -> _Claim:
-        """The database half of staging in one call; a failure sends us down the careful path."""
-        try:
-            rows = await conn.fetch(query("store_stage_cells"), _STAGE_LOCK_KEY, limit, ack, disarm)
-        except asyncpg.QueryCanceledError:
-            raise
-        except asyncpg.PostgresError as exc:
-            raise _EnrichFailed from exc
-        return _claim_from_rows(rows, claimed=rows[0]["claimed"] if rows else 0)
 
     async def _claim_carefully(
         self, conn: _Conn, limit: int, ack: list[int], disarm: bool
@@ -487,7 +473,7 @@ class Store:
 
 
 def _claim_from_rows(rows: list[asyncpg.Record], *, claimed: int) -> _Claim:
-    """The enriched rows of a staging's first step (stage_cells_v1 or peek_cells_v1)."""
+    """The enriched rows of peek_cells_v1, ready for planning."""
     claim = _Claim(claimed=claimed)
     rows.reverse()
     while rows:  # popped, so each record is freed as soon as its cell is decoded

@@ -3,8 +3,8 @@
 -- so the round trips were a large share of a staging's time, and BEGIN and COMMIT carried nothing.
 --
 -- 1. peek_cells_v1 reads (does not delete) the oldest outbox rows, coalesces and enriches them and
---    reads the channels' last seqs, like stage_cells_v1 (0007), and applies the acks and the
---    disarm on the way. It returns the ids of the rows it read.
+--    reads the channels' last seqs, and applies the acks and the disarm on the way. It returns the
+--    ids of the rows it read.
 -- 2. The daemon plans and numbers the messages, then commit_stage_v1 deletes exactly the rows it
 --    read, advances each channel's seq only if it is still the one read in step 1, and inserts
 --    the messages, in one transaction under the staging lock. If another session staged any of
@@ -12,9 +12,19 @@
 --    nothing; the daemon then stages the same rows again on the careful path (0007's locking
 --    claim), so seq order stays enrichment order.
 -- The rows stay in the outbox until step 2 commits: a crash between the two loses nothing.
+-- It replaces stage_cells_v1 (0007), which claimed, enriched and numbered in one transaction;
+-- claim_changes_v1 (0007) stays, for the careful path.
+drop function if exists results_realtime.stage_cells_v1(bigint, int, bigint[], boolean);
 
--- Step 1. Columns as stage_cells_v1's, plus read_ids (every outbox id read, on the first row
--- only) in place of the claimed count. No rows when the outbox is empty.
+-- Step 1. One row per (changed key, channel): the key's last op, source and change time, its
+-- earliest change time and first outbox id, the channel, the cell as JSON text and the channel's
+-- last seq (null before its first message); a key that belongs to no channel gives one row with
+-- a null channel. read_ids, on the first row only: every outbox id read. No rows when the outbox
+-- is empty. If the enrichment raises, the statement fails and the daemon takes the careful path.
+-- PL/pgSQL on purpose: its plans are cached for the session, and each statement takes a new
+-- snapshot, so the enrichment reads a state at least as new as every change read before it (in
+-- one SQL statement a change committed meanwhile could be read but enriched from the state
+-- before it, and nothing would follow to correct it).
 create or replace function results_realtime.peek_cells_v1(
     p_limit int, p_acked bigint[], p_disarm boolean
 )
@@ -75,7 +85,7 @@ begin
         return;
     end if;
     -- A new statement, so a new snapshot: the enrichment reads a state at least as new as every
-    -- change read above (see stage_cells_v1).
+    -- change read above.
     return query
         select case when row_number() over (order by k.first_id, e.channel) = 1 then v_ids end,
                k.first_id, k.op, k.source, k.changed_at,
