@@ -40,6 +40,7 @@ from daemon.pipeline.listener import Listener
 from daemon.pipeline.metrics import Metrics
 from daemon.pipeline.publisher import Publisher
 from daemon.pipeline.store import NOTIFY_CHANNEL, OutgoingMessage, StageResult, Store
+from daemon.pipeline.vacuum import OutboxVacuum
 
 log = get_logger(__name__)
 
@@ -311,9 +312,13 @@ class PipelineService:
             published_through = await self._catch_up(0)
             self._failures = 0
             handoff: Handoff[_Batch] = Handoff()
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._stage_loop(conn, handoff), name="stage")
-                tg.create_task(self._publish_loop(handoff, published_through), name="publish")
+            vacuum = OutboxVacuum(self.store)
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self._stage_loop(conn, handoff, vacuum), name="stage")
+                    tg.create_task(self._publish_loop(handoff, published_through), name="publish")
+            finally:
+                await vacuum.close()
             try:  # a clean stop: forget what Realtime accepted (else it is redelivered)
                 await self._flush_acks(conn)
             except Exception as exc:
@@ -374,7 +379,9 @@ class PipelineService:
         finally:
             await handoff.close()
 
-    async def _stage_loop(self, conn: asyncpg.Connection, handoff: Handoff[_Batch]) -> None:
+    async def _stage_loop(
+        self, conn: asyncpg.Connection, handoff: Handoff[_Batch], vacuum: OutboxVacuum
+    ) -> None:
         """Stage while there is work and budget; arm the doorbell and wait when there is none."""
         assert self.publisher is not None
         d = self.settings.daemon
@@ -392,6 +399,7 @@ class PipelineService:
                 with structlog.contextvars.bound_contextvars(cycle=self._cycles):
                     result = await self._stage(conn, limit, disarm)
                 took_s = time.monotonic() - started
+                vacuum.claimed(result.claimed)
                 disarm = False
                 if result.messages:
                     await handoff.put(_Batch(self._cycles, result.messages))

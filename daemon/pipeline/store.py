@@ -432,6 +432,10 @@ class Store:
 
     # ------------------------------------------------------------------------------ monitoring
 
+    async def vacuum_outbox(self) -> None:
+        """See daemon/pipeline/vacuum.py. Not in a transaction: VACUUM cannot run in one."""
+        await self._pool.execute(query("store_vacuum_outbox"))
+
     async def outbox_depth(self, *, conn: _Conn | None = None) -> int:
         async with self._connection(conn) as c:
             return cast(int, await c.fetchval(query("store_outbox_depth")))
