@@ -74,28 +74,24 @@ async def test_a_vacuum_starts_once_enough_rows_were_claimed_and_not_more_often_
     await vacuum.close()
 
 
-async def test_a_role_that_may_not_vacuum_is_told_once_and_left_to_autovacuum() -> None:
-    refused = asyncpg.InsufficientPrivilegeError("must be owner of table outbox")
-    store, clock = _CountingStore(refused), _Clock()
+async def _three_due_vacuums_failing_with(error: Exception) -> tuple[int, list[str]]:
+    """Three vacuums come due, each in a fresh interval; the calls made and the events logged."""
+    store, clock = _CountingStore(error), _Clock()
     vacuum = OutboxVacuum(store, every_rows=1, min_interval_s=0.0, clock=clock)  # type: ignore[arg-type]
     with capture_logs() as logs:
         for _ in range(3):
             clock.now += 10
             vacuum.claimed(10)
             await vacuum.idle()
-    assert store.calls == 1
-    assert [e["event"] for e in logs] == ["outbox.vacuum_refused"]
     await vacuum.close()
+    return store.calls, [e["event"] for e in logs]
+
+
+async def test_a_role_that_may_not_vacuum_is_told_once_and_left_to_autovacuum() -> None:
+    refused = asyncpg.InsufficientPrivilegeError("must be owner of table outbox")
+    assert await _three_due_vacuums_failing_with(refused) == (1, ["outbox.vacuum_refused"])
 
 
 async def test_other_failures_are_logged_and_retried_later() -> None:
-    store, clock = _CountingStore(OSError("connection lost")), _Clock()
-    vacuum = OutboxVacuum(store, every_rows=1, min_interval_s=0.0, clock=clock)  # type: ignore[arg-type]
-    with capture_logs() as logs:
-        for _ in range(2):
-            clock.now += 10
-            vacuum.claimed(10)
-            await vacuum.idle()
-    assert store.calls == 2
-    assert [e["event"] for e in logs] == ["outbox.vacuum_failed"] * 2
-    await vacuum.close()
+    calls, events = await _three_due_vacuums_failing_with(OSError("connection lost"))
+    assert (calls, events) == (3, ["outbox.vacuum_failed"] * 3)
