@@ -68,7 +68,7 @@ def ok(what: str, detail: str) -> None:
 
 async def _check(settings: Settings, dsn: str | None, credential: ServiceRoleCredential) -> None:
     where = redact_dsn(dsn) if dsn else "the server named by PG* variables"
-    conn = await connect(dsn, connect_timeout=settings.database.connect_timeout_s)
+    conn = await connect(dsn, connect_timeout=settings.database.connect_timeout_s, role="check")
     try:
         version = await conn.fetchval(query("runtime_server_version"))
         ok("database", f"{where} (PostgreSQL {version})")

@@ -29,7 +29,9 @@ def run(args: argparse.Namespace) -> int:
     dsn = args.database_url or settings.database.url
 
     async def _go() -> None:
-        conn = await connect(dsn, connect_timeout=settings.database.connect_timeout_s)
+        conn = await connect(
+            dsn, connect_timeout=settings.database.connect_timeout_s, role="migrate"
+        )
         try:
             await migrate(conn)
         finally:

@@ -113,7 +113,7 @@ def build_target(args: argparse.Namespace, settings: Settings) -> WatchTarget:
 
 @contextlib.asynccontextmanager
 async def refetch_pool(database_url: str | None) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, max_size=2, purpose="for refetches")
+    pool = await create_pool(database_url, max_size=2, purpose="for refetches", role="watch")
     try:
         yield pool
     finally:

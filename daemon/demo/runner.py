@@ -223,7 +223,7 @@ async def demo_stack(settings: Settings, options: DemoOptions) -> AsyncIterator[
 
 @contextlib.asynccontextmanager
 async def _pool(dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(dsn, max_size=4)
+    pool = await create_pool(dsn, max_size=4, role="demo")
     try:
         yield pool
     finally:

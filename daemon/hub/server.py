@@ -88,6 +88,7 @@ class Hub:
             self._database_url,
             max_size=self.settings.db_pool_size,
             purpose="(the hub needs it to authorize private channels)",
+            role="hub",
         )
 
     def _app(self, state: HubState) -> web.Application:

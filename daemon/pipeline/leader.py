@@ -104,6 +104,7 @@ class LeaderElection:
                 self._dsn,
                 connect_timeout=self._connect_timeout_s,
                 server_settings=_LEADER_KEEPALIVES,
+                role="leader",
             )
             conn.add_termination_listener(self._on_terminated)
             self._conn = conn

@@ -174,7 +174,7 @@ class Listener:
 
     async def _connect(self) -> None:
         self._lost = asyncio.Event()
-        conn = await connect(self._dsn, connect_timeout=self._connect_timeout_s)
+        conn = await connect(self._dsn, connect_timeout=self._connect_timeout_s, role="listener")
         try:
             conn.add_termination_listener(self._on_terminated)
             # LISTEN first: whatever happens after this is either heard or in the outbox.

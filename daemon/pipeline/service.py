@@ -305,6 +305,7 @@ class PipelineService:
             connect_timeout=self.settings.database.connect_timeout_s,
             server_settings=_WORK_SESSION,
             purpose="for the work loop",
+            role="work",
         )
         try:
             await self.store.check_server_restart(conn=conn)
