@@ -7,6 +7,12 @@ A channel's cells of one batch become, in this order of preference:
 - one `result_refresh` of the whole assignment when the channel would need more than
   `max_messages_per_channel` messages: one refetch is cheaper than a flood.
 Sizes are planned with the largest possible seq: filling in the real one never exceeds the budget.
+
+Each cell is encoded once: the adapter's state (a JSON object, as PostgreSQL printed it) is
+completed with the cell's coordinates and change and encoded without its closing brace
+(`open_cell`); each message then closes its cells with their seq (`_stamp`), and the planner sizes
+messages by byte lengths. Decoding and re-encoding every cell for sizing, for stamping and for
+sending cost the daemon more CPU than everything else it does per cell.
 """
 
 from __future__ import annotations
@@ -25,6 +31,10 @@ Reason = Literal["too_large", "enrich_failed", "catch_up", "backlog"]
 _MAX_SEQ = 2**63 - 1  # channel_sequences.last_seq is a bigint
 
 
+class NotAnObject(ValueError):
+    """The adapter's state is not a JSON object, so no Cell can be built on it."""
+
+
 def encode_payload(payload: Mapping[str, Any]) -> bytes:
     """The compact UTF-8 JSON a payload is measured (and sent) as."""
     return orjson.dumps(payload)
@@ -39,25 +49,70 @@ def assignment_id(group_id: str, lesson_id: str) -> str:
     return f"{group_id}__{lesson_id}"
 
 
-def _stamp(cell: Mapping[str, Any], channel: str, seq: int) -> dict[str, Any]:
-    return {
-        **cell,
-        "eventId": event_id(channel, seq),
-        "seq": seq,
-        "prevSeq": seq - 1 if seq > 1 else None,
-    }
+def open_cell(
+    state: str,
+    *,
+    group_id: str,
+    lesson_id: str,
+    activity_id: str,
+    pupil_id: str,
+    op: str,
+    source: str,
+    changed_at: str,
+) -> bytes:
+    """A Cell without its stamp (eventId, seq, prevSeq) and without its closing brace.
+
+    `state` is the adapter's JSON object (cell_state_v1) as text; the keys added here win should
+    the adapter ever return one of them too. The result is compact JSON.
+    """
+    try:
+        cell = orjson.loads(state)
+    except orjson.JSONDecodeError as exc:
+        raise NotAnObject(f"the cell state is not JSON: {exc}") from exc
+    if not isinstance(cell, dict):
+        raise NotAnObject(f"the cell state is not a JSON object: {state[:80]!r}")
+    cell.update(
+        assignmentId=assignment_id(group_id, lesson_id),
+        groupId=group_id,
+        lessonId=lesson_id,
+        activityId=activity_id,
+        pupilId=pupil_id,
+        op=op,
+        source=source,
+        changedAt=changed_at,
+    )
+    return orjson.dumps(cell)[:-1]  # never '{': the keys above are always there
+
+
+def _stamp(channel: str, seq: int) -> bytes:
+    """What closes a cell (and a result_cells envelope): eventId, seq, prevSeq and the brace."""
+    prev = b"%d" % (seq - 1) if seq > 1 else b"null"
+    return b',"eventId":%s,"seq":%d,"prevSeq":%s}' % (
+        orjson.dumps(event_id(channel, seq)),
+        seq,
+        prev,
+    )
+
+
+def _cells_envelope(
+    channel: str, group_id: str, lesson_id: str, seq: int, cells: Sequence[bytes]
+) -> bytes:
+    """A result_cells payload: its own eventId/seq/prevSeq, and every cell stamped alike."""
+    stamp = _stamp(channel, seq)
+    head = b'{"assignmentId":%s' % orjson.dumps(assignment_id(group_id, lesson_id))
+    return head + stamp[:-1] + b',"cells":[' + b",".join(c + stamp for c in cells) + b"]}"
 
 
 @dataclass(frozen=True, slots=True)
 class ChannelItem:
-    """One changed cell of one channel; `cell` is None when it could not be enriched."""
+    """One changed cell of one channel; `cell` (see `open_cell`) is None when not enrichable."""
 
     channel: str
     group_id: str
     lesson_id: str
     activity_id: str
     pupil_id: str
-    cell: Mapping[str, Any] | None
+    cell: bytes | None
     oldest_change_at: datetime
     order: int  # the first outbox id of the cell: cells go out in the order they changed
 
@@ -78,36 +133,38 @@ class PlannedMessage:
     group_id: str
     lesson_id: str
     event: Event
-    cells: tuple[Mapping[str, Any], ...]
+    cells: tuple[bytes, ...]  # open cells (see `open_cell`), in change order
     refresh: Refresh | None
     oldest_change_at: datetime
 
-    def payload(self, seq: int) -> dict[str, Any]:
+    def encode(self, seq: int) -> bytes:
+        """The payload's compact JSON, numbered `seq`."""
         match self.event:
             case "result_cell":
-                return _stamp(self.cells[0], self.channel, seq)
+                return self.cells[0] + _stamp(self.channel, seq)
             case "result_cells":
-                return {
-                    "assignmentId": assignment_id(self.group_id, self.lesson_id),
-                    "eventId": event_id(self.channel, seq),
-                    "seq": seq,
-                    "prevSeq": seq - 1 if seq > 1 else None,
-                    "cells": [_stamp(cell, self.channel, seq) for cell in self.cells],
-                }
+                return _cells_envelope(self.channel, self.group_id, self.lesson_id, seq, self.cells)
             case "result_refresh":
                 assert self.refresh is not None
-                return {
-                    "assignmentId": assignment_id(self.group_id, self.lesson_id),
-                    "groupId": self.group_id,
-                    "lessonId": self.lesson_id,
-                    "scope": self.refresh.scope,
-                    "pupilId": self.refresh.pupil_id,
-                    "activityId": self.refresh.activity_id,
-                    "reason": self.refresh.reason,
-                    "eventId": event_id(self.channel, seq),
-                    "seq": seq,
-                    "prevSeq": seq - 1 if seq > 1 else None,
-                }
+                return encode_payload(
+                    {
+                        "assignmentId": assignment_id(self.group_id, self.lesson_id),
+                        "groupId": self.group_id,
+                        "lessonId": self.lesson_id,
+                        "scope": self.refresh.scope,
+                        "pupilId": self.refresh.pupil_id,
+                        "activityId": self.refresh.activity_id,
+                        "reason": self.refresh.reason,
+                        "eventId": event_id(self.channel, seq),
+                        "seq": seq,
+                        "prevSeq": seq - 1 if seq > 1 else None,
+                    }
+                )
+
+    def payload(self, seq: int) -> dict[str, Any]:
+        """Decoded, for tests and logs: the pipeline itself moves the bytes of `encode`."""
+        decoded: dict[str, Any] = orjson.loads(self.encode(seq))
+        return decoded
 
 
 def plan_channel(
@@ -127,13 +184,14 @@ class _ChannelPlan:
             raise ValueError("plan_channel takes the items of one channel")
         self.channel, self.group_id, self.lesson_id = first.channel, first.group_id, first.lesson_id
         self.budget = max_payload_bytes
+        self.stamp_size = len(_stamp(self.channel, _MAX_SEQ))
 
     def messages(self, max_messages: int) -> list[PlannedMessage]:
         enriched = [item for item in self.items if item.cell is not None]
         planned: list[PlannedMessage] = []
         if len(enriched) == 1:
             single = self._message("result_cell", enriched)
-            fits = self._size(single.payload(_MAX_SEQ)) <= self.budget
+            fits = len(single.encode(_MAX_SEQ)) <= self.budget
             planned.append(single if fits else self._cell_refresh(enriched[0], "too_large"))
         elif enriched:
             planned.extend(self._pack(enriched))
@@ -147,16 +205,14 @@ class _ChannelPlan:
 
     def _pack(self, cells: Sequence[ChannelItem]) -> list[PlannedMessage]:
         """Greedy, in change order: as many cells per `result_cells` as the budget allows."""
-        base = self._size(
-            {**self._message("result_cells", cells[:1]).payload(_MAX_SEQ), "cells": []}
-        )
+        base = len(_cells_envelope(self.channel, self.group_id, self.lesson_id, _MAX_SEQ, ()))
         out: list[PlannedMessage] = []
         too_large: list[PlannedMessage] = []
         chunk: list[ChannelItem] = []
         size = base
         for item in cells:
             assert item.cell is not None
-            cell_size = self._size(_stamp(item.cell, self.channel, _MAX_SEQ))
+            cell_size = len(item.cell) + self.stamp_size
             if base + cell_size > self.budget:
                 too_large.append(self._cell_refresh(item, "too_large"))
                 continue
@@ -186,7 +242,3 @@ class _ChannelPlan:
         return self._message(
             "result_refresh", [item], Refresh("cell", reason, item.pupil_id, item.activity_id)
         )
-
-    @staticmethod
-    def _size(payload: Mapping[str, Any]) -> int:
-        return len(encode_payload(payload))

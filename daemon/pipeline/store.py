@@ -30,7 +30,13 @@ import asyncpg
 import orjson
 
 from daemon.log import get_logger
-from daemon.pipeline.payload import ChannelItem, PlannedMessage, encode_payload, plan_channel
+from daemon.pipeline.payload import (
+    ChannelItem,
+    NotAnObject,
+    PlannedMessage,
+    open_cell,
+    plan_channel,
+)
 from daemon.sqlfiles import query
 
 if TYPE_CHECKING:
@@ -85,7 +91,7 @@ class _KeyChange:
     pupil_id: str
     op: str
     source: str
-    changed_at: datetime  # of the last change
+    changed_at: str  # of the last change, as the payloads' ISO-8601 text
     oldest_change_at: datetime
     first_id: int
 
@@ -232,7 +238,7 @@ class Store:
                 pupil_id=r["pupil_id"],
                 op=r["op"],
                 source=r["source"],
-                changed_at=r["changed_at"],
+                changed_at=r["changed_at_text"],
                 oldest_change_at=r["oldest_change_at"],
                 first_id=r["first_id"],
             )
@@ -280,9 +286,13 @@ class Store:
         for row in rows:
             change = by_key[(row["activity_id"], row["pupil_id"])]
             found.add((change.activity_id, change.pupil_id))
-            cell = orjson.loads(row["cell"])
             items.append(
-                _item(row, cell, oldest_change_at=change.oldest_change_at, order=change.first_id)
+                _item(
+                    row,
+                    _open(row, row["state"], change.op, change.source, change.changed_at),
+                    oldest_change_at=change.oldest_change_at,
+                    order=change.first_id,
+                )
             )
         if failed:
             log.warning(
@@ -307,7 +317,11 @@ class Store:
         total = len(changes) if total is None else total
         try:
             async with conn.transaction():  # a savepoint: a failure keeps the claim
-                rows = await conn.fetch(query("store_cells_for_keys"), *_cell_args(changes))
+                rows = await conn.fetch(
+                    query("store_cell_states"),
+                    [c.activity_id for c in changes],
+                    [c.pupil_id for c in changes],
+                )
             return list(rows), []
         except asyncpg.QueryCanceledError:
             raise  # a timeout or cancel is about the whole call, not one key: retry the batch
@@ -489,7 +503,7 @@ def _claim_from_rows(rows: list[asyncpg.Record], *, claimed: int) -> _Claim:
         claim.items.append(
             _item(
                 row,
-                orjson.loads(row["cell"]),
+                _open(row, row["state"], row["op"], row["source"], row["changed_at"]),
                 oldest_change_at=row["oldest_change_at"],
                 order=row["first_id"],
             )
@@ -514,7 +528,7 @@ def _number(
         message = pending.popleft()
         seq = next_seq[message.channel]
         next_seq[message.channel] = seq + 1
-        encoded = encode_payload(message.payload(seq))
+        encoded = message.encode(seq)
         texts.append(encoded.decode())
         shells.append(
             OutgoingMessage(
@@ -551,18 +565,31 @@ def _with_ids(
     return tuple(messages)
 
 
-def _cell_args(changes: Sequence[_KeyChange]) -> tuple[list[Any], ...]:
-    return (
-        [c.activity_id for c in changes],
-        [c.pupil_id for c in changes],
-        [c.op for c in changes],
-        [c.source for c in changes],
-        [c.changed_at for c in changes],
-    )
+def _open(row: asyncpg.Record, state: str, op: str, source: str, changed_at: str) -> bytes | None:
+    """The row's cell, opened for stamping; None (a refresh) if the state is no JSON object."""
+    try:
+        return open_cell(
+            state,
+            group_id=row["group_id"],
+            lesson_id=row["lesson_id"],
+            activity_id=row["activity_id"],
+            pupil_id=row["pupil_id"],
+            op=op,
+            source=source,
+            changed_at=changed_at,
+        )
+    except NotAnObject as exc:
+        log.warning(
+            "store.cell_state_invalid",
+            key=f"{row['activity_id']}/{row['pupil_id']}",
+            error=str(exc),
+            action="a result_refresh for this cell",
+        )
+        return None
 
 
 def _item(
-    row: asyncpg.Record, cell: dict[str, Any] | None, *, oldest_change_at: datetime, order: int
+    row: asyncpg.Record, cell: bytes | None, *, oldest_change_at: datetime, order: int
 ) -> ChannelItem:
     return ChannelItem(
         channel=row["channel"],
