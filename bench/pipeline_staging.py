@@ -1,7 +1,8 @@
 """Diagnostic (no target): what one staging costs, by itself, at several batch sizes.
 
-The daemon's `Store.stage_batch` on its own connection (the work loop's session settings),
-against a fresh clone of the seeded school: insert `keys` submissions, stage them, and repeat.
+The daemon's `Store.stage_batch` on its own connection (the work loop's session settings and plan
+refreshes), against a fresh clone of the seeded school: insert `keys` submissions, stage them,
+and repeat.
 Reported per staging and per key: wall time, and CPU time of the PostgreSQL backend that stages
 (read from /proc) and of this process (the daemon's Python side of staging, plus the inserts).
 CPU time is steadier than throughput on a shared machine, so this is the benchmark to compare
@@ -19,6 +20,7 @@ from typing import Any
 import asyncpg
 
 from bench.common import BenchResult, Cluster, Row, Spread, progress, sql
+from daemon.pipeline.replan import PlanRefresh
 from daemon.pipeline.store import Store
 
 NAME = "pipeline_staging"
@@ -51,6 +53,7 @@ async def run_once(cluster: Cluster, options: Options) -> dict[str, Any]:
             insert = await writer.prepare(sql("insert_submission"))
             store = Store(pool, max_payload_bytes=250_000)
             backend = await work.fetchval("select pg_backend_pid()")
+            replan = PlanRefresh()  # as the daemon's work loop
             for size in options.batch_sizes:
                 stagings = max(1, options.keys // size)
                 wall = backend_cpu = own_cpu = 0.0
@@ -68,6 +71,8 @@ async def run_once(cluster: Cluster, options: Options) -> dict[str, Any]:
                     if result.claimed != size:
                         raise RuntimeError(f"staged {result.claimed} of {size} changes")
                     acks = [m.id for m in result.messages]  # as the daemon: acked next time
+                    if replan.claimed(result.claimed):
+                        await store.refresh_plans(work)
                 out[str(size)] = {
                     "stagings": stagings,
                     "wall_us": wall / stagings * 1e6,

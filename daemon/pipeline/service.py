@@ -39,6 +39,7 @@ from daemon.pipeline.leader import LeaderElection
 from daemon.pipeline.listener import Listener
 from daemon.pipeline.metrics import Metrics
 from daemon.pipeline.publisher import Publisher
+from daemon.pipeline.replan import PlanRefresh
 from daemon.pipeline.store import NOTIFY_CHANNEL, OutgoingMessage, StageResult, Store
 from daemon.pipeline.vacuum import OutboxVacuum
 
@@ -387,6 +388,7 @@ class PipelineService:
         assert self.publisher is not None
         d = self.settings.daemon
         limit, disarm = d.batch_size, True
+        replan = PlanRefresh()
         try:
             while not self._stopping.is_set():
                 if not await handoff.wait_for_room():
@@ -401,6 +403,8 @@ class PipelineService:
                     result = await self._stage(conn, limit, disarm)
                 took_s = time.monotonic() - started
                 vacuum.claimed(result.claimed)
+                if replan.claimed(result.claimed):
+                    await self.store.refresh_plans(conn)
                 disarm = False
                 if result.messages:
                     await handoff.put(_Batch(self._cycles, result.messages))

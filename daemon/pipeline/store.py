@@ -446,6 +446,10 @@ class Store:
 
     # ------------------------------------------------------------------------------ monitoring
 
+    async def refresh_plans(self, conn: _Conn) -> None:
+        """See daemon/pipeline/replan.py: plan the connection's statements anew."""
+        await conn.execute(query("store_refresh_plans"))
+
     async def vacuum_outbox(self) -> None:
         """See daemon/pipeline/vacuum.py. Not in a transaction: VACUUM cannot run in one."""
         await self._pool.execute(query("store_vacuum_outbox"))
