@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jwt
 import pytest
 
 from daemon.config import HubSettings
-from daemon.hub.auth import TokenRejected, bearer_token, verify_token
+from daemon.hub.auth import Claims, TokenRejected, TokenVerifier, bearer_token, verify_token
 from daemon.hub.limits import Limits, RollingRate
 from daemon.hub.serializers import FrameError, decode_v2_binary, serializer_for, ws_frame
 
@@ -39,11 +41,23 @@ def test_serializer_negotiation() -> None:
     assert serializer_for("9.0.0") is None
 
 
-def test_verify_token_problems() -> None:
+Verify = Callable[..., Claims]
+_cached = TokenVerifier(SECRET)
+VERIFIERS: dict[str, Verify] = {
+    "verify_token": lambda token, now=None: verify_token(token, SECRET, now=now),
+    # One verifier for every case and both rounds: what it remembers must not change an answer.
+    "TokenVerifier": lambda token, now=None: _cached.verify(token, now=now),
+}
+
+
+@pytest.mark.parametrize("name", VERIFIERS)
+@pytest.mark.parametrize("round_", [1, 2])
+def test_verify_token_problems(name: str, round_: int) -> None:
+    verify = VERIFIERS[name]
     now = 1_000_000
     ok = jwt.encode({"role": "anon", "exp": now + 10}, SECRET)
-    assert verify_token(ok, SECRET, now=now).role == "anon"
-    assert verify_token(f" {ok[:10]}\n{ok[10:]} ", SECRET, now=now).role == "anon"
+    assert verify(ok, now=now).role == "anon"
+    assert verify(f" {ok[:10]}\n{ok[10:]} ", now=now).role == "anon"
     cases = {
         jwt.encode({"role": "anon", "exp": now - 7}, SECRET): (
             "expired",
@@ -65,12 +79,29 @@ def test_verify_token_problems() -> None:
     }
     for token, (problem, message) in cases.items():
         with pytest.raises(TokenRejected) as rejected:
-            verify_token(token, SECRET, now=now)
+            verify(token, now=now)
         assert rejected.value.problem == problem
         assert rejected.value.message == message
     with pytest.raises(TokenRejected) as missing:
-        verify_token(None, SECRET)
+        verify(None)
     assert missing.value.connect_error == (401, "API key is missing")
+
+
+def test_a_remembered_token_still_expires_and_the_memory_is_bounded() -> None:
+    verifier = TokenVerifier(SECRET, size=2)
+    now = 1_000_000
+    token = jwt.encode({"role": "anon", "exp": now + 10}, SECRET)
+    assert verifier.verify(token, now=now).role == "anon"
+    with pytest.raises(TokenRejected) as later:
+        verifier.verify(token, now=now + 11)
+    assert later.value.problem == "expired"
+    others = [jwt.encode({"role": f"r{n}", "exp": now + 10}, SECRET) for n in range(5)]
+    assert [verifier.verify(t, now=now).role for t in others] == [f"r{n}" for n in range(5)]
+    assert len(verifier) == 2
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    with pytest.raises(TokenRejected) as bad:
+        verifier.verify(forged, now=now)
+    assert bad.value.problem in ("signature", "malformed")
 
 
 def test_bearer_token_prefers_authorization() -> None:

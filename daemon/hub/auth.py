@@ -11,6 +11,7 @@ import json
 import re
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import unquote
@@ -116,6 +117,43 @@ def verify_token(token: str | None, secret: str, *, now: float | None = None) ->
     if not token:
         raise TokenRejected("missing")
     token = clean_token(token)
+    return _checked(token, _signed_claims(token, secret), now)
+
+
+class TokenVerifier:
+    """`verify_token` that remembers, per token, that its signature was good.
+
+    A client sends the same token with every request (the daemon its service-role key with every
+    batch), and decoding and checking the signature cost the hub more CPU than the rest of a small
+    batch. Time-dependent checks (`exp`) run on every call, as before.
+    """
+
+    def __init__(self, secret: str, *, size: int = 256) -> None:
+        self._secret = secret
+        self._size = size
+        self._signed: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    def __len__(self) -> int:
+        """How many tokens it remembers (at most `size`)."""
+        return len(self._signed)
+
+    def verify(self, token: str | None, *, now: float | None = None) -> Claims:
+        if not token:
+            raise TokenRejected("missing")
+        token = clean_token(token)
+        claims = self._signed.get(token)
+        if claims is None:
+            claims = _signed_claims(token, self._secret)
+            self._signed[token] = claims
+            if len(self._signed) > self._size:
+                self._signed.popitem(last=False)
+        else:
+            self._signed.move_to_end(token)
+        return _checked(token, claims, now)
+
+
+def _signed_claims(token: str, secret: str) -> dict[str, Any]:
+    """The claims of a token whose algorithm and signature are good (nothing time-dependent)."""
     try:
         header = jwt.get_unverified_header(token)
     except jwt.DecodeError:
@@ -139,6 +177,10 @@ def verify_token(token: str | None, secret: str, *, now: float | None = None) ->
         raise TokenRejected("signature") from None
     except jwt.PyJWTError:
         raise TokenRejected("malformed") from None
+    return claims
+
+
+def _checked(token: str, claims: dict[str, Any], now: float | None) -> Claims:
     current = int(time.time() if now is None else now)
     exp = claims.get("exp")
     if exp is not None:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from daemon.hub.auth import AuthContext, Claims, PolicyCheckFailed, TokenRejected, verify_token
+from daemon.hub.auth import AuthContext, Claims, PolicyCheckFailed, TokenRejected
 from daemon.hub.channels import JsonBroadcast, StreamKey, UserBroadcast
 from daemon.hub.serializers import Serializer, UserPayload, dumps
 from daemon.log import get_logger
@@ -171,7 +171,7 @@ class Channel:
         if not isinstance(token, str) or token.startswith("sb_") or token == self.claims.token:
             return
         try:
-            claims = verify_token(token, self.conn.state.jwt_secret)
+            claims = self.conn.state.tokens.verify(token)
         except TokenRejected as exc:
             self.shutdown(exc.message)
             return

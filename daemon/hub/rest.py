@@ -21,7 +21,6 @@ from daemon.hub.auth import (
     PolicyCheckFailed,
     TokenRejected,
     bearer_token,
-    verify_token,
 )
 from daemon.hub.channels import JsonBroadcast, Outgoing, StreamKey, UserBroadcast
 from daemon.hub.serializers import UserPayload, dumps, loads
@@ -77,7 +76,7 @@ def _rate_limited(state: HubState) -> web.Response | None:
 def _authenticate(state: HubState, request: web.Request) -> Claims | None:
     token = bearer_token(request.headers.get("authorization"), request.headers.get("apikey"))
     try:
-        return verify_token(token, state.jwt_secret)
+        return state.tokens.verify(token)
     except TokenRejected:
         return None
 

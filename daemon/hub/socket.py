@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from daemon.hub.auth import Claims, TokenRejected, verify_token
+from daemon.hub.auth import Claims, TokenRejected
 from daemon.hub.channel import PREFIX, Channel, JoinConfig, JoinRefused
 from daemon.hub.serializers import FrameError, Inbound, Serializer, serializer_for
 from daemon.hub.state import HUB_STATE, HubState
@@ -47,7 +47,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     token = request.headers.get("x-api-key") or request.query.get("apikey")
     backoff = state.settings.connect_error_backoff_ms / 1000
     try:
-        claims = verify_token(token, state.jwt_secret)
+        claims = state.tokens.verify(token)
     except TokenRejected as exc:
         await asyncio.sleep(backoff)
         status, error = exc.connect_error
@@ -284,7 +284,7 @@ class Connection:
         if token is None or token.startswith("sb_"):
             token = self.claims.token
         try:
-            claims = verify_token(token, state.jwt_secret)
+            claims = state.tokens.verify(token)
         except TokenRejected as exc:
             raise JoinRefused(exc.join_reason) from None
         if config.presence:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from daemon.config import HubSettings
-from daemon.hub.auth import Authorizer
+from daemon.hub.auth import Authorizer, TokenVerifier
 from daemon.hub.channels import Outgoing, Registry, StreamKey, Subscriber
 from daemon.hub.limits import Limits
 from daemon.hub.metrics import HubMetrics
@@ -29,11 +29,13 @@ class HubState:
     metrics: HubMetrics = field(default_factory=HubMetrics)
     connections: set[Connection] = field(default_factory=set)
     limits: Limits = field(init=False)
+    tokens: TokenVerifier = field(init=False)
     # While a batch fans out: the frames for each socket, written once the batch is done.
     held: dict[Connection, bytes | list[bytes]] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.limits = Limits(self.settings)
+        self.tokens = TokenVerifier(self.jwt_secret)
 
     def users(self) -> int:
         """Sockets with at least one joined channel (Realtime's "concurrent users")."""
