@@ -9,6 +9,7 @@ from collections import Counter
 
 import asyncpg
 import pytest
+from structlog.testing import capture_logs
 
 from daemon.pipeline.payload import encode_payload
 from daemon.pipeline.store import _STAGE_LOCK_KEY, OutgoingMessage, Store
@@ -209,22 +210,27 @@ async def test_claim_is_bounded_even_with_a_plan_cached_on_an_empty_outbox(
         assert ids == 501  # the oldest went first
 
 
-@pytest.fixture
-async def cell_state_failing_for_a3(school: School) -> None:
-    """A test-only adapter bug: enriching any cell of activity A3 raises division_by_zero."""
+async def _adapter_bug_for_a3(school: School, a3_state: str) -> None:
+    """Wraps the schema adapter so that cells of activity A3 get `a3_state` as their state."""
     await school.conn.execute(
-        """
+        f"""
         alter function results_realtime.cell_state_v1(text[], uuid[]) rename to cell_state_real;
         create function results_realtime.cell_state_v1(activity_ids text[], pupil_ids uuid[])
         returns table (group_id text, lesson_id text, activity_id text, pupil_id uuid, state jsonb)
         language sql stable as $$
             select s.group_id, s.lesson_id, s.activity_id, s.pupil_id,
-                   case when s.activity_id = 'A3'
-                        then s.state || jsonb_build_object('x', 1 / (length(s.activity_id) - 2))
-                        else s.state end
+                   case when s.activity_id = 'A3' then {a3_state} else s.state end
             from results_realtime.cell_state_real(activity_ids, pupil_ids) as s
         $$;
         """
+    )
+
+
+@pytest.fixture
+async def cell_state_failing_for_a3(school: School) -> None:
+    """A test-only adapter bug: enriching any cell of activity A3 raises division_by_zero."""
+    await _adapter_bug_for_a3(
+        school, "s.state || jsonb_build_object('x', 1 / (length(s.activity_id) - 2))"
     )
 
 
@@ -251,6 +257,31 @@ async def test_an_unenrichable_cell_becomes_a_cell_refresh_and_the_rest_goes_on(
     assert (refresh["seq"], refresh["prevSeq"]) == (2, 1)
     assert [m.event for m in by_channel[G2]] == ["result_cell"]
     assert await store.outbox_depth() == 0
+
+
+@pytest.fixture
+async def cell_state_not_an_object_for_a3(school: School) -> None:
+    """A test-only adapter bug: the state of any cell of activity A3 is a JSON array."""
+    await _adapter_bug_for_a3(school, "'[1, 2]'::jsonb")
+
+
+@pytest.mark.usefixtures("cell_state_not_an_object_for_a3")
+async def test_a_state_that_is_no_object_becomes_a_cell_refresh_and_the_rest_goes_on(
+    school: School, store: Store
+) -> None:
+    await school.submit("A1", school.p2, {"text": "fine"})
+    await school.submit("A3", school.p2, {"choice": "a"})
+    with capture_logs() as logs:
+        result = await store.stage_batch(500)
+    assert (result.claimed, result.refreshes) == (2, 1)
+    cell, refresh = await store.pending(10)
+    assert (cell.event, cell.payload["activityId"], cell.payload["seq"]) == ("result_cell", "A1", 1)
+    assert (refresh.event, refresh.seq) == ("result_refresh", 2)
+    refresh_payload = refresh.payload
+    assert (refresh_payload["scope"], refresh_payload["reason"]) == ("cell", "enrich_failed")
+    assert (refresh_payload["pupilId"], refresh_payload["activityId"]) == (school.p2, "A3")
+    [warning] = [e for e in logs if e["event"] == "store.cell_state_invalid"]
+    assert warning["key"] == f"A3/{school.p2}"
 
 
 async def test_dead_letter_moves_the_message_aside(school: School, store: Store) -> None:
