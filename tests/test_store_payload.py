@@ -23,19 +23,24 @@ CHANNEL = "assignment_results:G1:L1"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
+def open_with(state: str, **given: str) -> bytes:
+    """open_cell with every coordinate and change defaulted, `given` overriding."""
+    defaults = {
+        "group_id": "G1",
+        "lesson_id": "L1",
+        "activity_id": "A1",
+        "pupil_id": "P1",
+        "op": "insert",
+        "source": "pupil",
+        "changed_at": "2026-01-01T00:00:00.000000Z",
+    }
+    return open_cell(state, **{**defaults, **given})
+
+
 def opened(n: int, pad: int = 0) -> bytes:
     """A cell as the store opens it, on a state printed the way PostgreSQL prints jsonb."""
     state = json.dumps({"status": "submitted", "score": None, "pad": "x" * pad})
-    return open_cell(
-        state,
-        group_id="G1",
-        lesson_id="L1",
-        activity_id=f"A{n}",
-        pupil_id=f"P{n}",
-        op="insert",
-        source="pupil",
-        changed_at="2026-01-01T00:00:00.000000Z",
-    )
+    return open_with(state, activity_id=f"A{n}", pupil_id=f"P{n}")
 
 
 def cells(message: PlannedMessage) -> list[dict[str, Any]]:
@@ -173,47 +178,20 @@ def test_an_opened_cell_is_the_state_plus_coordinates_and_change_then_the_stamp(
 
 def test_the_added_keys_win_over_the_same_keys_in_the_state_and_text_stays_intact() -> None:
     state = '{"op": "forged", "note": "a \\"quoted\\" } brace, Zoë", "n": [1, {"x": null}]}'
-    cell = open_cell(
-        state,
-        group_id='G"1',
-        lesson_id="L1",
-        activity_id="A1",
-        pupil_id="P1",
-        op="update",
-        source="ai",
-        changed_at="t",
-    )
+    cell = open_with(state, group_id='G"1', op="update", source="ai")
     decoded = orjson.loads(cell + b"}")
     assert decoded["op"] == "update"
     assert decoded["note"] == 'a "quoted" } brace, Zoë'
     assert decoded["n"] == [1, {"x": None}]
     assert decoded["assignmentId"] == 'G"1__L1'
-    empty = open_cell(
-        "{}",
-        group_id="G",
-        lesson_id="L",
-        activity_id="A",
-        pupil_id="P",
-        op="o",
-        source="s",
-        changed_at="t",
-    )
+    empty = open_with("{}", group_id="G")
     assert orjson.loads(empty + b"}")["groupId"] == "G"
 
 
 @pytest.mark.parametrize("state", ["null", "[1, 2]", '"text"', ""])
 def test_a_state_that_is_no_object_is_refused(state: str) -> None:
     with pytest.raises(NotAnObject):
-        open_cell(
-            state,
-            group_id="G",
-            lesson_id="L",
-            activity_id="A",
-            pupil_id="P",
-            op="o",
-            source="s",
-            changed_at="t",
-        )
+        open_with(state)
 
 
 def test_planned_sizes_are_the_encoded_sizes() -> None:

@@ -289,9 +289,9 @@ class Store:
             items.append(
                 _item(
                     row,
-                    _open(row, row["state"], change.op, change.source, change.changed_at),
                     oldest_change_at=change.oldest_change_at,
                     order=change.first_id,
+                    change=(change.op, change.source, change.changed_at),
                 )
             )
         if failed:
@@ -365,7 +365,7 @@ class Store:
         for row in rows:
             change = by_key[(row["activity_id"], row["pupil_id"])]
             items.append(
-                _item(row, None, oldest_change_at=change.oldest_change_at, order=change.first_id)
+                _item(row, oldest_change_at=change.oldest_change_at, order=change.first_id)
             )
         known = {(i.activity_id, i.pupil_id) for i in items}
         return items, [c for c in failed if (c.activity_id, c.pupil_id) not in known]
@@ -507,9 +507,9 @@ def _claim_from_rows(rows: list[asyncpg.Record], *, claimed: int) -> _Claim:
         claim.items.append(
             _item(
                 row,
-                _open(row, row["state"], row["op"], row["source"], row["changed_at"]),
                 oldest_change_at=row["oldest_change_at"],
                 order=row["first_id"],
+                change=(row["op"], row["source"], row["changed_at"]),
             )
         )
     return claim
@@ -569,38 +569,36 @@ def _with_ids(
     return tuple(messages)
 
 
-def _open(row: asyncpg.Record, state: str, op: str, source: str, changed_at: str) -> bytes | None:
-    """The row's cell, opened for stamping; None (a refresh) if the state is no JSON object."""
-    try:
-        return open_cell(
-            state,
-            group_id=row["group_id"],
-            lesson_id=row["lesson_id"],
-            activity_id=row["activity_id"],
-            pupil_id=row["pupil_id"],
-            op=op,
-            source=source,
-            changed_at=changed_at,
-        )
-    except NotAnObject as exc:
-        log.warning(
-            "store.cell_state_invalid",
-            key=f"{row['activity_id']}/{row['pupil_id']}",
-            error=str(exc),
-            action="a result_refresh for this cell",
-        )
-        return None
+_COORDINATES = ("group_id", "lesson_id", "activity_id", "pupil_id")
 
 
 def _item(
-    row: asyncpg.Record, cell: bytes | None, *, oldest_change_at: datetime, order: int
+    row: asyncpg.Record,
+    *,
+    oldest_change_at: datetime,
+    order: int,
+    change: tuple[str, str, str] | None = None,
 ) -> ChannelItem:
+    """The row's cell, ready for planning: its state completed with `change` (op, source,
+    changedAt), or no cell (a refresh) without a change or when the state is no JSON object."""
+    coordinates: dict[str, str] = {name: row[name] for name in _COORDINATES}
+    cell = None
+    if change is not None:
+        op, source, changed_at = change
+        try:
+            cell = open_cell(
+                row["state"], **coordinates, op=op, source=source, changed_at=changed_at
+            )
+        except NotAnObject as exc:
+            log.warning(
+                "store.cell_state_invalid",
+                key=f"{row['activity_id']}/{row['pupil_id']}",
+                error=str(exc),
+                action="a result_refresh for this cell",
+            )
     return ChannelItem(
         channel=row["channel"],
-        group_id=row["group_id"],
-        lesson_id=row["lesson_id"],
-        activity_id=row["activity_id"],
-        pupil_id=row["pupil_id"],
+        **coordinates,
         cell=cell,
         oldest_change_at=oldest_change_at,
         order=order,
