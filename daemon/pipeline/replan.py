@@ -5,7 +5,7 @@ it for a few keys), and a generic plan is made once, from the tables' sizes at t
 daemon that starts beside a small or empty `submissions` table (a new deployment, every benchmark
 and test) plans a hash join over the whole table, and keeps scanning the table as it grows until
 an ANALYZE invalidates the plan: autovacuum analyzes after 10 % growth, and looks at a database
-once a minute. Measured (bench/RESULTS.md, "Lean staging"): a staging of 16 keys against 12,000
+once a minute. Measured (bench/RESULTS.md, run K): a staging of 16 keys against 12,000
 submissions cost 2.3 ms of backend CPU with the plan made on an empty table, 0.4 ms after
 `DISCARD PLANS`.
 

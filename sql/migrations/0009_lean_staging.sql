@@ -6,14 +6,11 @@
 --    with the seq. Building the finished Cell in SQL (cells_for_keys_v1: a jsonb map of the
 --    changes, then make_cell_v1's jsonb_build_object and jsonb concatenation, which sorts the
 --    keys) cost more than the adapter's whole enrichment: 8.4 ms of backend CPU for 256 keys
---    against 4.7 ms now (bench/RESULTS.md, "Lean staging").
+--    against 4.7 ms now (bench/RESULTS.md, run K, "Lean staging").
 --    changedAt is formatted here, by iso_utc_v1, like every other timestamp of a payload.
 -- 2. Staged payloads are compressed with lz4 where the server has it: pglz was the largest single
 --    item of the staging backend's CPU profile (7 % of its samples), and an insert of 18 payloads
 --    of 7.6 kB took 1.35 ms with pglz, 0.79 ms with lz4 and 1.43 ms stored uncompressed.
--- 3. VACUUM leaves the outbox's and the staged messages' empty tail pages alone: both are queues
---    whose tail the writers refill at once, and truncating needs an exclusive lock that VACUUM
---    waits for (up to 5 s) while the writers insert.
 --
 -- cells_for_keys_v1 and make_cell_v1 stay: read_assignment_results builds its cells with
 -- make_cell_v1, and an adopting team's tests may call cells_for_keys_v1.
@@ -111,6 +108,3 @@ exception when feature_not_supported or syntax_error then
                  'compression';
 end
 $$;
-
-alter table results_realtime.outbox set (vacuum_truncate = false);
-alter table results_realtime.outbox_messages set (vacuum_truncate = false);
