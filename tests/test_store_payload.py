@@ -177,10 +177,13 @@ def test_an_opened_cell_is_the_state_plus_coordinates_and_change_then_the_stamp(
 
 
 def test_the_added_keys_win_over_the_same_keys_in_the_state_and_text_stays_intact() -> None:
-    state = '{"op": "forged", "note": "a \\"quoted\\" } brace, Zoë", "n": [1, {"x": null}]}'
+    state = (
+        '{"op": "forged", "seq": -1, "note": "a \\"quoted\\" } brace, Zoë", "n": [1, {"x": null}]}'
+    )
     cell = open_with(state, group_id='G"1', op="update", source="ai")
     decoded = orjson.loads(cell + b"}")
     assert decoded["op"] == "update"
+    assert b'"seq"' not in cell  # the stamp adds it, once
     assert decoded["note"] == 'a "quoted" } brace, Zoë'
     assert decoded["n"] == [1, {"x": None}]
     assert decoded["assignmentId"] == 'G"1__L1'

@@ -29,6 +29,7 @@ Scope = Literal["cell", "pupil", "activity", "assignment"]
 Reason = Literal["too_large", "enrich_failed", "catch_up", "backlog"]
 
 _MAX_SEQ = 2**63 - 1  # channel_sequences.last_seq is a bigint
+_STAMPED = ("eventId", "seq", "prevSeq")
 
 
 class NotAnObject(ValueError):
@@ -71,6 +72,8 @@ def open_cell(
         raise NotAnObject(f"the cell state is not JSON: {exc}") from exc
     if not isinstance(cell, dict):
         raise NotAnObject(f"the cell state is not a JSON object: {state[:80]!r}")
+    for stamped in _STAMPED:  # the stamp adds them: no key twice in one object
+        cell.pop(stamped, None)
     cell.update(
         assignmentId=assignment_id(group_id, lesson_id),
         groupId=group_id,
