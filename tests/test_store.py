@@ -259,10 +259,10 @@ async def test_an_unenrichable_cell_becomes_a_cell_refresh_and_the_rest_goes_on(
     assert await store.outbox_depth() == 0
 
 
-@pytest.fixture
-async def cell_state_not_an_object_for_a3(school: School) -> None:
-    """A test-only adapter bug: the state of any cell of activity A3 is a JSON array."""
-    await _adapter_bug_for_a3(school, "'[1, 2]'::jsonb")
+@pytest.fixture(params=["'[1, 2]'::jsonb", "null::jsonb"], ids=["array", "null"])
+async def cell_state_not_an_object_for_a3(school: School, request: pytest.FixtureRequest) -> None:
+    """A test-only adapter bug: the state of any cell of activity A3 is no JSON object."""
+    await _adapter_bug_for_a3(school, request.param)
 
 
 @pytest.mark.usefixtures("cell_state_not_an_object_for_a3")

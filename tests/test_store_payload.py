@@ -23,7 +23,7 @@ CHANNEL = "assignment_results:G1:L1"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def open_with(state: str, **given: str) -> bytes:
+def open_with(state: str | None, **given: str) -> bytes:
     """open_cell with every coordinate and change defaulted, `given` overriding."""
     defaults = {
         "group_id": "G1",
@@ -191,8 +191,8 @@ def test_the_added_keys_win_over_the_same_keys_in_the_state_and_text_stays_intac
     assert orjson.loads(empty + b"}")["groupId"] == "G"
 
 
-@pytest.mark.parametrize("state", ["null", "[1, 2]", '"text"', ""])
-def test_a_state_that_is_no_object_is_refused(state: str) -> None:
+@pytest.mark.parametrize("state", ["null", "[1, 2]", '"text"', "", None])
+def test_a_state_that_is_no_object_is_refused(state: str | None) -> None:
     with pytest.raises(NotAnObject):
         open_with(state)
 

@@ -51,7 +51,7 @@ def assignment_id(group_id: str, lesson_id: str) -> str:
 
 
 def open_cell(
-    state: str,
+    state: str | None,
     *,
     group_id: str,
     lesson_id: str,
@@ -66,6 +66,8 @@ def open_cell(
     `state` is the adapter's JSON object (cell_state_v1) as text; the keys added here win should
     the adapter ever return one of them too. The result is compact JSON.
     """
+    if state is None:
+        raise NotAnObject("the cell state is null")
     try:
         cell = orjson.loads(state)
     except orjson.JSONDecodeError as exc:
