@@ -183,6 +183,7 @@ def test_the_added_keys_win_over_the_same_keys_in_the_state_and_text_stays_intac
     cell = open_with(state, group_id='G"1', op="update", source="ai")
     decoded = orjson.loads(cell + b"}")
     assert decoded["op"] == "update"
+    assert cell.count(b'"op"') == 1
     assert b'"seq"' not in cell  # the stamp adds it, once
     assert decoded["note"] == 'a "quoted" } brace, Zoë'
     assert decoded["n"] == [1, {"x": None}]

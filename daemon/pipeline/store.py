@@ -500,10 +500,11 @@ def _claim_from_rows(rows: list[asyncpg.Record], *, claimed: int) -> _Claim:
     rows.reverse()
     while rows:  # popped, so each record is freed as soon as its cell is decoded
         row = rows.pop()
-        if row["channel"] is None:
+        channel = row["channel"]
+        if channel is None:
             claim.skipped.append(f"{row['activity_id']}/{row['pupil_id']}")
             continue
-        claim.last_seqs[row["channel"]] = row["last_seq"] or 0
+        claim.last_seqs[channel] = row["last_seq"] or 0
         claim.items.append(
             _item(
                 row,
@@ -569,9 +570,6 @@ def _with_ids(
     return tuple(messages)
 
 
-_COORDINATES = ("group_id", "lesson_id", "activity_id", "pupil_id")
-
-
 def _item(
     row: asyncpg.Record,
     *,
@@ -581,25 +579,29 @@ def _item(
 ) -> ChannelItem:
     """The row's cell, ready for planning: its state completed with `change` (op, source,
     changedAt), or no cell (a refresh) without a change or when the state is no JSON object."""
-    coordinates: dict[str, str] = {name: row[name] for name in _COORDINATES}
+    group_id, lesson_id = row["group_id"], row["lesson_id"]
+    activity_id, pupil_id = row["activity_id"], row["pupil_id"]
     cell = None
     if change is not None:
         op, source, changed_at = change
         try:
             cell = open_cell(
-                row["state"], **coordinates, op=op, source=source, changed_at=changed_at
+                row["state"],
+                group_id=group_id,
+                lesson_id=lesson_id,
+                activity_id=activity_id,
+                pupil_id=pupil_id,
+                op=op,
+                source=source,
+                changed_at=changed_at,
             )
         except NotAnObject as exc:
             log.warning(
                 "store.cell_state_invalid",
-                key=f"{row['activity_id']}/{row['pupil_id']}",
+                key=f"{activity_id}/{pupil_id}",
                 error=str(exc),
                 action="a result_refresh for this cell",
             )
     return ChannelItem(
-        channel=row["channel"],
-        **coordinates,
-        cell=cell,
-        oldest_change_at=oldest_change_at,
-        order=order,
+        row["channel"], group_id, lesson_id, activity_id, pupil_id, cell, oldest_change_at, order
     )
