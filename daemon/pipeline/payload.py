@@ -31,8 +31,8 @@ Reason = Literal["too_large", "enrich_failed", "catch_up", "backlog"]
 _MAX_SEQ = 2**63 - 1  # channel_sequences.last_seq is a bigint
 # Keys a Cell gets from the daemon rather than from the adapter's state (open_cell, _stamp).
 _ADDED = frozenset(
-    ("assignmentId", "groupId", "lessonId", "activityId", "pupilId", "op", "source", "changedAt")
-    + ("eventId", "seq", "prevSeq")
+    {"assignmentId", "groupId", "lessonId", "activityId", "pupilId", "op", "source", "changedAt"}
+    | {"eventId", "seq", "prevSeq"}
 )
 
 
