@@ -1,43 +1,71 @@
-"""Unit tests of the busy loop's pause between stagings (PipelineService._linger_s)."""
+"""Unit tests of the busy loop's pause between stagings (daemon/pipeline/linger.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from daemon.config import DaemonSettings, Settings
-from daemon.pipeline.service import PipelineService
+from daemon.config import DaemonSettings
+from daemon.pipeline.linger import Linger
 
 
-def service(**daemon: float) -> PipelineService:
-    return PipelineService(Settings(daemon=DaemonSettings(**daemon)), dsn="postgresql:///unused")
+def linger(**daemon: float) -> Linger:
+    return Linger(DaemonSettings(**daemon))
+
+
+def paced(lg: Linger, claims: list[int], *, every_ms: float, took_s: float = 0.0) -> list[float]:
+    """The pauses after stagings that begin every `every_ms` and claim `claims` rows each."""
+    return [lg.pause_s(n, started=i * every_ms / 1000, took_s=took_s) for i, n in enumerate(claims)]
 
 
 @pytest.mark.parametrize("claimed", [0, 1, 6, 13])
 def test_a_light_load_keeps_the_busy_poll_period(claimed: int) -> None:
-    assert service(busy_poll_interval_ms=2.0)._linger_s(claimed) == pytest.approx(0.002)
+    pauses = paced(linger(busy_poll_interval_ms=2.0), [claimed] * 20, every_ms=4.0)
+    assert pauses == [pytest.approx(0.002)] * 20
 
 
-def test_the_pause_grows_with_the_rows_claimed_up_to_the_cap() -> None:
-    s = service(busy_poll_interval_ms=2.0, max_linger_ms=50.0)
-    pauses = [s._linger_s(n) for n in (20, 100, 200, 400, 5_000)]
-    assert pauses == sorted(pauses)
-    assert 0.002 < pauses[0] < pauses[1] < pauses[2]
-    assert pauses[-2:] == [pytest.approx(0.05)] * 2
+def test_a_lasting_storm_doubles_the_pause_up_to_the_cap() -> None:
+    lg = linger(busy_poll_interval_ms=2.0, max_linger_ms=100.0, staging_pause_factor=0.0)
+    pauses = paced(lg, [40] * 8, every_ms=10.0)  # 4,000 rows/s
+    assert pauses[0] == pytest.approx(0.006)  # the first staging gives no rate yet: 0.15 ms/row
+    assert pauses[1:6] == [pytest.approx(x) for x in (0.006, 0.012, 0.024, 0.048, 0.096)]
+    assert pauses[6:] == [pytest.approx(0.1)] * 2
+
+
+def test_a_backlog_gathered_at_the_usual_rate_is_no_storm() -> None:
+    """The rows claimed after a 200 ms stall at 1,000 rows/s: stage them and go on polling."""
+    lg = linger(busy_poll_interval_ms=2.0, max_linger_ms=100.0, staging_pause_factor=0.0)
+    lg.pause_s(4, started=0.0, took_s=0.0)
+    assert lg.pause_s(200, started=0.2, took_s=0.0) == pytest.approx(0.03)  # 0.15 ms/row
+    assert lg.pause_s(4, started=0.235, took_s=0.0) == pytest.approx(0.002)
+
+
+def test_a_short_burst_ends_the_storm_at_once() -> None:
+    lg = linger(busy_poll_interval_ms=2.0, max_linger_ms=100.0, staging_pause_factor=0.0)
+    pauses = paced(lg, [4, 40, 40, 10, 40], every_ms=10.0)
+    assert pauses == [pytest.approx(x) for x in (0.002, 0.006, 0.012, 0.002, 0.006)]
+
+
+def test_waiting_for_the_doorbell_forgets_the_storm() -> None:
+    lg = linger(busy_poll_interval_ms=2.0, max_linger_ms=100.0, staging_pause_factor=0.0)
+    paced(lg, [40] * 6, every_ms=10.0)
+    lg.idle()
+    assert lg.pause_s(40, started=5.0, took_s=0.0) == pytest.approx(0.006)
+    assert lg.pause_s(40, started=5.01, took_s=0.0) == pytest.approx(0.006)
 
 
 def test_max_linger_zero_turns_the_growth_off() -> None:
-    s = service(busy_poll_interval_ms=2.0, max_linger_ms=0.0)
-    assert s._linger_s(5_000) == pytest.approx(0.002)
+    pauses = paced(linger(busy_poll_interval_ms=2.0, max_linger_ms=0.0), [5_000] * 5, every_ms=1.0)
+    assert pauses == [pytest.approx(0.002)] * 5
 
 
 def test_the_pause_is_at_least_the_last_staging_times_the_factor() -> None:
-    s = service(busy_poll_interval_ms=2.0, max_linger_ms=50.0, staging_pause_factor=1.5)
-    assert s._linger_s(1, took_s=0.001) == pytest.approx(0.002)  # fast: the busy poll period
-    assert s._linger_s(1, took_s=0.010) == pytest.approx(0.015)  # slow: it backs off
-    assert s._linger_s(1, took_s=0.200) == pytest.approx(0.05)  # never beyond the cap
-    assert s._linger_s(300, took_s=0.010) == pytest.approx(0.045)  # the larger of the two
+    lg = linger(busy_poll_interval_ms=2.0, max_linger_ms=50.0, staging_pause_factor=1.5)
+    assert lg.pause_s(1, started=0.0, took_s=0.001) == pytest.approx(0.002)  # fast: the poll
+    assert lg.pause_s(1, started=1.0, took_s=0.010) == pytest.approx(0.015)  # slow: backs off
+    assert lg.pause_s(1, started=2.0, took_s=0.200) == pytest.approx(0.05)  # never beyond the cap
+    assert lg.pause_s(200, started=3.0, took_s=0.010) == pytest.approx(0.03)  # the larger of two
 
 
 def test_a_zero_pause_factor_ignores_how_long_staging_took() -> None:
-    s = service(busy_poll_interval_ms=2.0, staging_pause_factor=0.0)
-    assert s._linger_s(1, took_s=0.040) == pytest.approx(0.002)
+    lg = linger(busy_poll_interval_ms=2.0, staging_pause_factor=0.0)
+    assert lg.pause_s(1, started=0.0, took_s=0.040) == pytest.approx(0.002)

@@ -36,6 +36,7 @@ from daemon.pipeline.credentials import ServiceRoleCredential
 from daemon.pipeline.handoff import Handoff
 from daemon.pipeline.health import Health, HealthServer, ListenerState, OutboxState
 from daemon.pipeline.leader import LeaderElection
+from daemon.pipeline.linger import Linger
 from daemon.pipeline.listener import Listener
 from daemon.pipeline.metrics import Metrics
 from daemon.pipeline.publisher import Publisher
@@ -55,10 +56,6 @@ _POOL_MAX_SIZE = 4
 _WORK_SESSION = {"plan_cache_mode": "force_generic_plan"}
 # Outbox rows per claim in a burst. Bench 'burst': 10,000 peaked at 112 MiB RSS, 5,000 at 94.
 _MAX_CLAIM = 5_000
-# While busy, the pause between stagings grows by this per row the last one claimed (capped by
-# daemon.max_linger_ms). It passes the busy poll period at ~13 rows per staging: 1,000 changes/s
-# (bench 'latency') keep the 2 ms poll; flat-out writers (bench 'writer-cost') reach the cap.
-_LINGER_PER_ROW_MS = 0.15
 # Of daemon.shutdown_timeout_s: closing the connections gets this share (at most _CLOSE_MAX_S),
 # the process's own exit this share (at most _EXIT_MAX_S); the batch in flight has the rest.
 _CLOSE_SHARE, _CLOSE_MAX_S = 0.3, 2.0
@@ -389,6 +386,7 @@ class PipelineService:
         d = self.settings.daemon
         limit, disarm = d.batch_size, True
         replan = PlanRefresh()
+        linger = Linger(d)
         try:
             while not self._stopping.is_set():
                 if not await handoff.wait_for_room():
@@ -410,11 +408,13 @@ class PipelineService:
                     await handoff.put(_Batch(self._cycles, result.messages))
                 if result.claimed == 0:
                     await self._idle(conn, handoff)
+                    linger.idle()
                     disarm = True
                     continue
+                pause_s = linger.pause_s(result.claimed, started=started, took_s=took_s)
                 limit = await self._next_limit(conn, limit, result)
                 if result.claimed < limit:
-                    await self._pause(self._linger_s(result.claimed, took_s))
+                    await self._pause(pause_s)
         finally:
             await handoff.close()
 
@@ -440,22 +440,6 @@ class PipelineService:
         if result.skipped:
             log.warning("stage.skipped", keys=result.skipped, note="unmappable or unenrichable")
         return result
-
-    def _linger_s(self, claimed: int, took_s: float = 0.0) -> float:
-        """The pause before the next staging while busy: the busy poll period under a light load
-        (latency), longer the more rows the last staging claimed and the longer it took, up to
-        `daemon.max_linger_ms`.
-
-        Every staging has a fixed cost (a transaction that locks every table the enrichment
-        reads, the plan's start-up, a POST, a message per channel) that competes with the writers
-        for CPU. Pausing in proportion to the load makes stagings fewer and larger under a write
-        storm; pausing in proportion to the staging's own duration (`staging_pause_factor`) caps
-        the share of its time the work loop stages, and backs off by itself when the machine is
-        short of CPU (every staging then takes longer). At a classroom's pace neither applies.
-        """
-        d = self.settings.daemon
-        grown_ms = max(claimed * _LINGER_PER_ROW_MS, took_s * 1000 * d.staging_pause_factor)
-        return max(d.busy_poll_interval_ms, min(d.max_linger_ms, grown_ms)) / 1000
 
     async def _next_limit(self, conn: asyncpg.Connection, limit: int, result: StageResult) -> int:
         """A burst under a tight budget: claim the backlog in fewer, fuller messages.
