@@ -222,13 +222,13 @@ async def test_a_cell_the_adapter_cannot_enrich_becomes_a_refresh(
     """A bug in the adapter for one activity: its clients are told to refetch; others go on."""
     await db.execute(
         """
-        alter function results_realtime.cell_state_v1(text[], uuid[]) rename to cell_state_real;
-        create function results_realtime.cell_state_v1(activity_ids text[], pupil_ids uuid[])
-        returns table (group_id text, lesson_id text, activity_id text, pupil_id uuid, state jsonb)
+        alter function results_realtime.cell_state_v2(text[], uuid[]) rename to cell_state_real;
+        create function results_realtime.cell_state_v2(activity_ids text[], pupil_ids uuid[])
+        returns table (group_id text, lesson_id text, activity_id text, pupil_id uuid, state json)
         language sql stable as $$
             select s.group_id, s.lesson_id, s.activity_id, s.pupil_id,
                    case when s.activity_id = 'a-choice'
-                        then s.state || jsonb_build_object('x', 1 / (length(s.activity_id) - 8))
+                        then json_build_object('x', 1 / (length(s.activity_id) - 8))
                         else s.state end
             from results_realtime.cell_state_real(activity_ids, pupil_ids) as s
         $$;

@@ -11,7 +11,7 @@ from tests.fixtures.pipeline import School
 
 _PROBE = """
 prepare probe (text[], uuid[]) as
-select s.state::text from results_realtime.cell_state_v1($1, $2) as s
+select s.state::text from results_realtime.cell_state_v2($1, $2) as s
 """
 _EXPLAIN = "explain (costs off) execute probe ('{A1}', '{00000000-0000-0000-0000-000000000000}')"
 _GROW = """

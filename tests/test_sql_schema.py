@@ -100,7 +100,7 @@ async def test_the_snapshot_sees_the_pipeline_objects(database_url: str) -> None
     """Guards the comparison below against comparing two empty lists."""
     snap = await snapshot(database_url)
     names = {row[1] for row in snap["functions"]}
-    assert {"cells_for_keys_v1", "cell_state_v1", "object_cell_v1"} <= names
+    assert {"cells_for_keys_v1", "cell_state_v2", "object_cell_v1"} <= names
     assert {"read_assignment_results", "record_submission_changes_v1"} <= names
     assert {row[1] for row in snap["triggers"]} >= {
         "results_realtime_insert_v1",

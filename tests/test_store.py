@@ -214,9 +214,9 @@ async def _adapter_bug_for_a3(school: School, a3_state: str) -> None:
     """Wraps the schema adapter so that cells of activity A3 get `a3_state` as their state."""
     await school.conn.execute(
         f"""
-        alter function results_realtime.cell_state_v1(text[], uuid[]) rename to cell_state_real;
-        create function results_realtime.cell_state_v1(activity_ids text[], pupil_ids uuid[])
-        returns table (group_id text, lesson_id text, activity_id text, pupil_id uuid, state jsonb)
+        alter function results_realtime.cell_state_v2(text[], uuid[]) rename to cell_state_real;
+        create function results_realtime.cell_state_v2(activity_ids text[], pupil_ids uuid[])
+        returns table (group_id text, lesson_id text, activity_id text, pupil_id uuid, state json)
         language sql stable as $$
             select s.group_id, s.lesson_id, s.activity_id, s.pupil_id,
                    case when s.activity_id = 'A3' then {a3_state} else s.state end
@@ -229,9 +229,7 @@ async def _adapter_bug_for_a3(school: School, a3_state: str) -> None:
 @pytest.fixture
 async def cell_state_failing_for_a3(school: School) -> None:
     """A test-only adapter bug: enriching any cell of activity A3 raises division_by_zero."""
-    await _adapter_bug_for_a3(
-        school, "s.state || jsonb_build_object('x', 1 / (length(s.activity_id) - 2))"
-    )
+    await _adapter_bug_for_a3(school, "json_build_object('x', 1 / (length(s.activity_id) - 2))")
 
 
 @pytest.mark.usefixtures("cell_state_failing_for_a3")
@@ -259,7 +257,7 @@ async def test_an_unenrichable_cell_becomes_a_cell_refresh_and_the_rest_goes_on(
     assert await store.outbox_depth() == 0
 
 
-@pytest.fixture(params=["'[1, 2]'::jsonb", "null::jsonb"], ids=["array", "null"])
+@pytest.fixture(params=["'[1, 2]'::json", "null::json"], ids=["array", "null"])
 async def cell_state_not_an_object_for_a3(school: School, request: pytest.FixtureRequest) -> None:
     """A test-only adapter bug: the state of any cell of activity A3 is no JSON object."""
     await _adapter_bug_for_a3(school, request.param)

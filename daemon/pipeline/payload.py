@@ -67,7 +67,7 @@ def open_cell(
 ) -> bytes:
     """A Cell without its stamp (eventId, seq, prevSeq) and without its closing brace.
 
-    `state` is the adapter's JSON object (cell_state_v1) as text; the keys added here win should
+    `state` is the adapter's JSON object (cell_state_v2) as text; the keys added here win should
     the adapter ever return one of them too. The result is compact JSON. Runs once per changed
     cell, so the usual case (no key of ours in the state) splices two encodings instead of
     updating the decoded state key by key.
