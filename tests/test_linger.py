@@ -23,12 +23,11 @@ def test_a_light_load_keeps_the_busy_poll_period(claimed: int) -> None:
     assert pauses == [pytest.approx(0.002)] * 20
 
 
-def test_a_lasting_storm_doubles_the_pause_up_to_the_cap() -> None:
+def test_a_storm_that_lasts_a_second_doubles_the_pause_up_to_the_cap() -> None:
     lg = linger(busy_poll_interval_ms=2.0, max_linger_ms=100.0, staging_pause_factor=0.0)
-    pauses = paced(lg, [40] * 8, every_ms=10.0)  # 4,000 rows/s
-    assert pauses[0] == pytest.approx(0.006)  # the first staging gives no rate yet: 0.15 ms/row
-    assert pauses[1:6] == [pytest.approx(x) for x in (0.006, 0.012, 0.024, 0.048, 0.096)]
-    assert pauses[6:] == [pytest.approx(0.1)] * 2
+    pauses = paced(lg, [200] * 26, every_ms=50.0)  # 4,000 rows/s
+    assert pauses[:22] == [pytest.approx(0.03)] * 22  # 0.15 ms per row until it has lasted 1 s
+    assert pauses[22:] == [pytest.approx(x) for x in (0.06, 0.1, 0.1, 0.1)]
 
 
 def test_a_backlog_gathered_at_the_usual_rate_is_no_storm() -> None:
@@ -39,18 +38,26 @@ def test_a_backlog_gathered_at_the_usual_rate_is_no_storm() -> None:
     assert lg.pause_s(4, started=0.235, took_s=0.0) == pytest.approx(0.002)
 
 
-def test_a_short_burst_ends_the_storm_at_once() -> None:
+def test_writers_catching_up_for_less_than_a_second_are_no_storm() -> None:
+    """6,000 rows/s for 0.9 s, in stagings of 60 rows: the light rule only."""
     lg = linger(busy_poll_interval_ms=2.0, max_linger_ms=100.0, staging_pause_factor=0.0)
-    pauses = paced(lg, [4, 40, 40, 10, 40], every_ms=10.0)
-    assert pauses == [pytest.approx(x) for x in (0.002, 0.006, 0.012, 0.002, 0.006)]
+    assert paced(lg, [60] * 90 + [5], every_ms=10.0) == [pytest.approx(0.009)] * 90 + [
+        pytest.approx(0.002)
+    ]
+
+
+def test_a_break_in_the_storm_starts_the_second_again() -> None:
+    lg = linger(busy_poll_interval_ms=2.0, max_linger_ms=100.0, staging_pause_factor=0.0)
+    claims = [200] * 15 + [10] + [200] * 15
+    assert paced(lg, claims, every_ms=50.0)[-1] == pytest.approx(0.03)
 
 
 def test_waiting_for_the_doorbell_forgets_the_storm() -> None:
     lg = linger(busy_poll_interval_ms=2.0, max_linger_ms=100.0, staging_pause_factor=0.0)
-    paced(lg, [40] * 6, every_ms=10.0)
+    paced(lg, [200] * 30, every_ms=50.0)
     lg.idle()
-    assert lg.pause_s(40, started=5.0, took_s=0.0) == pytest.approx(0.006)
-    assert lg.pause_s(40, started=5.01, took_s=0.0) == pytest.approx(0.006)
+    assert lg.pause_s(200, started=5.0, took_s=0.0) == pytest.approx(0.03)
+    assert lg.pause_s(200, started=5.05, took_s=0.0) == pytest.approx(0.03)
 
 
 def test_max_linger_zero_turns_the_growth_off() -> None:

@@ -5,11 +5,14 @@ plans' start-up, a POST, a message per channel) that competes with the app's wri
 Under a light load the pause is the busy poll period, so a change waits a few milliseconds; it
 grows a little with the rows claimed and with the time the staging took (`staging_pause_factor`
 caps the share of its time the loop stages, and backs off by itself when the machine is short of
-CPU). A write storm is different: there the pause doubles with each staging that claimed at
-least `_STORM_ROWS` rows at a rate of at least `_STORM_ROWS_PER_MS`, up to `daemon.max_linger_ms`,
-so that each staging's fixed cost is shared by hundreds of cells. Only a storm that lasts climbs
-that far: the backlog claimed after a stall arrived at the usual rate (it took the stall to
-gather), and a short burst ends before the pause has doubled more than once or twice.
+CPU). A write storm is different: once stagings have claimed at least `_STORM_ROWS` rows each,
+at a rate of at least `_STORM_ROWS_PER_MS`, for `_STORM_AFTER_S`, the pause doubles with each
+staging up to `daemon.max_linger_ms`, so that each staging's fixed cost is shared by hundreds of
+cells. A classroom's pace never gets there, nor does the catch-up after a stall: the backlog
+claimed after a stall arrived at the usual rate (it took the stall to gather), and writers that
+fell behind their schedule (bench 'latency' on a VM that stalled for up to 1.3 s) catch up within
+the second. A first version that doubled the pause from the second stormy staging on did not
+wait for that, and latency p50 went from 7 to 18 ms (bench/RESULTS.md, run O).
 
 Measured (bench/RESULTS.md, run N): 8 flat-out writers, alternated runs, 22-25 against 33-54 µs
 of daemon CPU per cell and 29-32 against 35-45 µs of its backend's, the writers 5-20 % faster.
@@ -22,6 +25,7 @@ from daemon.config import DaemonSettings
 _LINGER_PER_ROW_MS = 0.15  # a light load: 1,000 changes/s (4-13 rows a staging) keeps the poll
 _STORM_ROWS = 32
 _STORM_ROWS_PER_MS = 2.0  # 2,000 changes/s
+_STORM_AFTER_S = 1.0
 
 
 class Linger:
@@ -32,6 +36,7 @@ class Linger:
         self._max_ms = max(settings.max_linger_ms, self._poll_ms)
         self._factor = settings.staging_pause_factor
         self._last_start: float | None = None
+        self._storm_since: float | None = None
         self._storm_ms = 0.0
 
     def pause_s(self, claimed: int, *, started: float, took_s: float) -> float:
@@ -44,10 +49,15 @@ class Linger:
             and claimed >= _STORM_ROWS
             and claimed >= _STORM_ROWS_PER_MS * since_last_ms
         )
-        self._storm_ms = min(self._max_ms, max(light_ms, 2 * self._storm_ms)) if stormy else 0.0
+        if not stormy:
+            self._storm_since, self._storm_ms = None, 0.0
+        elif self._storm_since is None:
+            self._storm_since = started
+        elif started - self._storm_since >= _STORM_AFTER_S:
+            self._storm_ms = min(self._max_ms, max(light_ms, 2 * self._storm_ms))
         return max(self._poll_ms, min(self._max_ms, max(light_ms, self._storm_ms))) / 1000
 
     def idle(self) -> None:
         """The loop waited for the doorbell: whatever comes next starts afresh."""
-        self._last_start = None
+        self._last_start = self._storm_since = None
         self._storm_ms = 0.0
