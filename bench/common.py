@@ -357,6 +357,15 @@ class Stack:
         )
 
 
+async def set_doorbell(dsn: str, armed: bool) -> None:
+    """Leave the doorbell as an idle (armed) or a busy (disarmed) daemon would."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(sql("set_doorbell"), armed)
+    finally:
+        await conn.close()
+
+
 @contextlib.asynccontextmanager
 async def hub_and_daemon(
     dsn: str, *, budget: float | None, daemon_env: Mapping[str, str] | None = None

@@ -24,7 +24,7 @@ import asyncpg
 import psutil
 
 import bench.common as common
-from bench.common import Cluster, hub_and_daemon, progress, sql
+from bench.common import Cluster, hub_and_daemon, progress, set_doorbell, sql
 from bench.pipeline_load import run_writers
 
 _WORK_SESSION_NAME = "results-realtime work"
@@ -43,13 +43,17 @@ def _parse_tree(spec: str) -> tuple[Path, dict[str, str]]:
     return Path(path).resolve(), env
 
 
-async def _work_backend(conn: asyncpg.Connection) -> int:
+async def _work_backend(dsn: str) -> int:
     """The daemon's work connection (it may open a moment after the daemon reports healthy)."""
-    for _ in range(250):
-        pid = await conn.fetchval(sql("work_backend"), _WORK_SESSION_NAME)
-        if pid is not None:
-            return int(pid)
-        await asyncio.sleep(0.02)
+    conn = await asyncpg.connect(dsn)
+    try:
+        for _ in range(250):
+            pid = await conn.fetchval(sql("work_backend"), _WORK_SESSION_NAME)
+            if pid is not None:
+                return int(pid)
+            await asyncio.sleep(0.02)
+    finally:
+        await conn.close()
     raise RuntimeError("the daemon's work connection did not appear in pg_stat_activity")
 
 
@@ -57,30 +61,26 @@ async def _arm(cluster: Cluster, tree: str | None, duration_s: float) -> str:
     school = cluster.school
     assert school is not None
     async with cluster.database() as dsn:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await conn.execute(sql("set_doorbell"), False)
-            if tree is None:
-                writers = await run_writers(
-                    dsn, school.keys, connections=8, processes=2, rate=None, duration_s=duration_s
-                )
-                return f"{'triggers only':50s} {writers.rate:6.0f} commits/s"
-            path, env = _parse_tree(tree)
-            common.REPO = path  # the children run `python -m daemon` from there
-            async with hub_and_daemon(dsn, budget=2500, daemon_env=env) as stack:
-                assert stack.daemon is not None
-                pids = {
-                    "daemon": stack.daemon.proc.pid,
-                    "backend": await _work_backend(conn),
-                    "hub": stack.hub.proc.pid,
-                }
-                before = {name: _cpu_s(pid) for name, pid in pids.items()}
-                writers = await run_writers(
-                    dsn, school.keys, connections=8, processes=2, rate=None, duration_s=duration_s
-                )
-                after = {name: _cpu_s(pid) for name, pid in pids.items()}
-        finally:
-            await conn.close()
+        await set_doorbell(dsn, False)
+        if tree is None:
+            writers = await run_writers(
+                dsn, school.keys, connections=8, processes=2, rate=None, duration_s=duration_s
+            )
+            return f"{'triggers only':50s} {writers.rate:6.0f} commits/s"
+        path, env = _parse_tree(tree)
+        common.REPO = path  # the children run `python -m daemon` from there
+        async with hub_and_daemon(dsn, budget=2500, daemon_env=env) as stack:
+            assert stack.daemon is not None
+            pids = {
+                "daemon": stack.daemon.proc.pid,
+                "backend": await _work_backend(dsn),
+                "hub": stack.hub.proc.pid,
+            }
+            before = {name: _cpu_s(pid) for name, pid in pids.items()}
+            writers = await run_writers(
+                dsn, school.keys, connections=8, processes=2, rate=None, duration_s=duration_s
+            )
+            after = {name: _cpu_s(pid) for name, pid in pids.items()}
     cells = max(1, len(writers.commits))
     per_cell = "  ".join(
         f"{name} {(after[name] - before[name]) / cells * 1e6:5.1f} us/cell" for name in pids

@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
-
 from bench.common import (
     BenchResult,
     Cluster,
@@ -23,7 +21,7 @@ from bench.common import (
     hub_and_daemon,
     max_in_window,
     progress,
-    sql,
+    set_doorbell,
 )
 from bench.pipeline_load import Subscribers, SubscriberSpec, run_writers
 
@@ -45,11 +43,7 @@ async def _baseline(cluster: Cluster, options: Options, *, armed: bool) -> float
     school = cluster.school
     assert school is not None
     async with cluster.database() as dsn:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await conn.execute(sql("set_doorbell"), armed)
-        finally:
-            await conn.close()
+        await set_doorbell(dsn, armed)
         writers = await run_writers(
             dsn,
             school.keys,

@@ -15,7 +15,17 @@ from typing import Literal
 
 import asyncpg
 
-from bench.common import BenchResult, Cluster, Row, Spread, Stack, hub_and_daemon, progress, sql
+from bench.common import (
+    BenchResult,
+    Cluster,
+    Row,
+    Spread,
+    Stack,
+    hub_and_daemon,
+    progress,
+    set_doorbell,
+    sql,
+)
 from bench.pipeline_load import run_writers
 
 NAME = "pipeline_writer_cost"
@@ -50,11 +60,7 @@ ARMS: dict[Arm, str] = {
 @contextlib.asynccontextmanager
 async def _triggers_only(dsn: str) -> AsyncIterator[None]:
     """Decomposes the cost: the triggers' own work, without NOTIFY and without the daemon."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(sql("set_doorbell"), False)
-    finally:
-        await conn.close()
+    await set_doorbell(dsn, False)
     yield
 
 
