@@ -14,8 +14,9 @@ fell behind their schedule (bench 'latency' on a VM that stalled for up to 1.3 s
 the second. A first version that doubled the pause from the second stormy staging on did not
 wait for that, and latency p50 went from 7 to 18 ms (bench/RESULTS.md, run O).
 
-Measured (bench/RESULTS.md, run N): 8 flat-out writers, alternated runs, 22-25 against 33-54 µs
-of daemon CPU per cell and 29-32 against 35-45 µs of its backend's, the writers 5-20 % faster.
+Measured (bench/RESULTS.md, runs N-P, `python -m bench.compare_trees`): 8 flat-out writers,
+19-25 against 34-54 µs of daemon CPU per cell and 23-28 against 35-45 µs of its backend's, with
+`daemon.batch_size` 1,000 so that a storm's pause is one claim.
 """
 
 from __future__ import annotations
