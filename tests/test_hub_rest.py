@@ -65,6 +65,68 @@ async def test_batch_frames_reach_a_socket_in_order_and_byte_exact(hub: RunningH
     ]
 
 
+async def test_batch_payloads_are_compacted_keeping_the_senders_numbers(
+    hub: RunningHub,
+) -> None:
+    """Whitespace goes, numbers stay as spelled, escapes come out as `dumps` prints them."""
+    body = (
+        b'{"messages": [\n'
+        b'  {"topic": "room:a", "event": "e", "payload": {"a" : 1.50, "b": [1, {"c": null}]}},\n'
+        b'  {"topic": "room:a", "event": "e", "payload": {"s": "\\u00e9\\"x", "n": 2.0}}\n'
+        b"]}"
+    )
+    async with aiohttp.ClientSession() as session, raw_socket(session, hub, hub.anon_key) as ws:
+        await ws.join("realtime:room:a", hub.anon_key)
+        status, _, _ = await _post(
+            session, f"{hub.realtime_url}/api/broadcast", {"apikey": hub.service_role_key}, body
+        )
+        assert status == 202
+        frames = [(await ws.ws.receive()).data for _ in range(2)]
+    payloads = [frame.split('"payload":{"event":"e","payload":')[1] for frame in frames]
+    assert payloads == [
+        '{"a":1.50,"b":[1,{"c":null}]},"type":"broadcast"},"ref":null}',
+        '{"s":"\u00e9\\"x","n":2.0},"type":"broadcast"},"ref":null}',
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "answer"),
+    [
+        (b'{"messages": [', 400, {"message": "Malformed JSON body"}),
+        (b"[]", 422, {"errors": {"messages": ["can't be blank"]}}),
+        (b'{"messages": "x"}', 422, {"errors": {"messages": ["is invalid"]}}),
+        (
+            b'{"messages": [1, {"topic": "t", "event": "e", "payload": {}}]}',
+            422,
+            {"errors": {"messages": [{"messages": ["is invalid"]}, {}]}},
+        ),
+        (
+            b'{"messages": [{"topic": 5, "event": "e", "payload": null, "private": "yes"}]}',
+            422,
+            {
+                "errors": {
+                    "messages": [
+                        {
+                            "topic": ["is invalid"],
+                            "payload": ["can't be blank"],
+                            "private": ["is invalid"],
+                        }
+                    ]
+                }
+            },
+        ),
+    ],
+)
+async def test_batch_bodies_of_another_shape_get_realtimes_answers(
+    hub: RunningHub, body: bytes, status: int, answer: Any
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        got = await _post(
+            session, f"{hub.realtime_url}/api/broadcast", {"apikey": hub.service_role_key}, body
+        )
+    assert got[:2] == (status, answer)
+
+
 @pytest.mark.parametrize(
     "headers",
     [
