@@ -25,6 +25,7 @@ class TcpProxy:
         self.notifications_dropped = 0
         self._server: asyncio.Server | None = None
         self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
+        self._connecting: set[asyncio.StreamWriter] = set()  # accepted, upstream not yet open
         self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
         self.accepted = 0
@@ -52,13 +53,17 @@ class TcpProxy:
             await self._server.wait_closed()
 
     def cut(self) -> int:
-        """Abort every proxied connection (both sides see a reset); returns how many."""
-        pairs = list(self._pairs)
+        """Abort every proxied connection (both sides see a reset), including those still
+        waiting for their upstream connection; returns how many."""
+        pairs, connecting = list(self._pairs), list(self._connecting)
         for client, upstream in pairs:
             for writer in (client, upstream):
                 writer.transport.abort()
+        for client in connecting:
+            client.transport.abort()
         self._pairs.clear()
-        return len(pairs)
+        self._connecting.clear()
+        return len(pairs) + len(connecting)
 
     @property
     def open_connections(self) -> int:
@@ -74,10 +79,16 @@ class TcpProxy:
         if self.refusing:
             writer.transport.abort()
             return
+        self._connecting.add(writer)
         try:
             up_reader, up_writer = await asyncio.open_connection(self.target_host, self.target_port)
         except OSError:
             writer.transport.abort()
+            return
+        finally:
+            self._connecting.discard(writer)
+        if writer.transport.is_closing():  # cut while its upstream connection was being opened
+            up_writer.transport.abort()
             return
         self.accepted += 1
         pair = (writer, up_writer)
