@@ -127,6 +127,9 @@ class _Received:
 
 
 class _WireMessage(msgspec.Struct):
+    """A batch message as msgspec decodes it: the payload stays raw bytes; the other fields are
+    checked by `_validate_batch`, like those of a body parsed the slow way."""
+
     topic: Any = None
     event: Any = None
     payload: msgspec.Raw = msgspec.Raw(b"null")
