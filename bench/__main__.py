@@ -33,6 +33,7 @@ from bench import (
     pipeline_writer_cost,
 )
 from bench.common import REPO, SUBSCRIBER_CLIENTS, BenchResult, Cluster, Knobs, progress
+from daemon.log import configure_logging
 
 Runner = Callable[..., Awaitable[BenchResult]]
 
@@ -166,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:12} {PIPELINE[name][0]}")
         print(f"{HUB_FANOUT:12} hub fan-out to many websocket clients (bench/hub_fanout.py)")
         return 0
+    configure_logging(level="warning")  # stdout carries the result tables only; progress: stderr
     names = args.only or ALL
     runs = args.runs or (1 if args.quick else 3)
     progress(f"machine: {machine()}")

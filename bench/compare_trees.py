@@ -26,6 +26,7 @@ import psutil
 import bench.common as common
 from bench.common import Cluster, hub_and_daemon, progress, set_doorbell, sql
 from bench.pipeline_load import run_writers
+from daemon.log import configure_logging
 
 _WORK_SESSION_NAME = "results-realtime work"
 
@@ -89,6 +90,7 @@ async def _arm(cluster: Cluster, tree: str | None, duration_s: float) -> str:
 
 
 async def main(trees: Sequence[str], rounds: int, duration_s: float) -> None:
+    configure_logging(level="warning")  # stdout carries one line per arm
     cluster = Cluster()
     await cluster.start()
     try:

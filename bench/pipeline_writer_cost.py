@@ -4,6 +4,11 @@ Insert throughput of one-row autocommit transactions (synchronous_commit on), fl
 fixed time, at 1 and at 8 concurrent writer connections: with the triggers installed and the hub
 and daemon running (publishing everything), divided by the same load on a database whose
 realtime triggers were dropped (no daemon: nothing to do).
+
+Each run measures every arm twice, in mirrored order (without, triggers only, with, with,
+triggers only, without), and takes each arm's mean: this VM's insert rate drifts by 15-40 %
+between consecutive 6 s arms of the very same load (bench/RESULTS.md, run S), and the mirror
+cancels a drift that is steady over the run while the pair halves the weight of a jump.
 """
 
 from __future__ import annotations
@@ -95,9 +100,14 @@ async def run(cluster: Cluster, *, runs: int, quick: bool) -> BenchResult:
     for i in range(runs):
         raw: dict[str, float] = {}
         for writers in TARGETS:
-            for arm, label in ARMS.items():
-                progress(f"{NAME}: run {i + 1}/{runs}: {writers} writer(s), {label}")
-                raw[f"{writers}_{arm}"] = await _rate(cluster, options, writers=writers, arm=arm)
+            for slot, arm in enumerate((*ARMS, *reversed(ARMS))):
+                half = 1 + slot // len(ARMS)
+                progress(f"{NAME}: run {i + 1}/{runs}: {writers} writer(s), {ARMS[arm]} ({half}/2)")
+                rate = await _rate(cluster, options, writers=writers, arm=arm)
+                raw[f"{writers}_{arm}_{half}"] = rate
+            for arm in ARMS:
+                pair = (raw[f"{writers}_{arm}_1"], raw[f"{writers}_{arm}_2"])
+                raw[f"{writers}_{arm}"] = sum(pair) / 2
             raw[f"{writers}_ratio"] = raw[f"{writers}_with"] / raw[f"{writers}_without"]
             raw[f"{writers}_triggers_ratio"] = (
                 raw[f"{writers}_triggers_only"] / raw[f"{writers}_without"]
@@ -146,7 +156,8 @@ async def run(cluster: Cluster, *, runs: int, quick: bool) -> BenchResult:
             )
         )
     result.notes.append(
-        f"flat out for {options.duration_s:.0f} s per arm, one insert per autocommit transaction, "
+        f"flat out for {options.duration_s:.0f} s per arm, each arm twice per run in mirrored "
+        "order (mean of the two), one insert per autocommit transaction, "
         "synchronous_commit on; 8 writers = 2 processes x 4 connections; with triggers the hub "
         f"and the daemon run (budget {options.budget:.0f} messages/s, no subscribers)"
     )
