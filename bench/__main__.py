@@ -1,6 +1,6 @@
 """`python -m bench` (what `make bench` runs): the pipeline benchmarks, then the hub fan-out.
 
-    .venv/bin/python -m bench                      # everything, 3 runs each (about 15 minutes)
+    .venv/bin/python -m bench                      # everything, 3 runs each (about 18 minutes)
     .venv/bin/python -m bench --quick              # everything, 1 short run each (a smoke test)
     .venv/bin/python -m bench --only latency burst --runs 3
     .venv/bin/python -m bench --list
