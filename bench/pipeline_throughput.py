@@ -5,6 +5,11 @@ with the triggers installed, in both doorbell states a daemon can leave behind (
 commit NOTIFYs, as after an idle daemon; disarmed: outbox only). Pipeline: the same writers with
 the hub, the daemon and one subscriber per channel; cells/s = distinct cells received divided by
 the time from the writers' start to the last cell's arrival (so a backlog counts against it).
+
+Each baseline runs twice per run, before and after the pipeline (armed, disarmed, pipeline,
+disarmed, armed), and counts as the mean of the two: on this VM the writers' rate drifts by tens
+of percent within a minute, and the pipeline's ratio followed its single baseline's phase
+(bench/RESULTS.md, runs S-V).
 """
 
 from __future__ import annotations
@@ -108,14 +113,24 @@ async def run(cluster: Cluster, *, runs: int, quick: bool) -> BenchResult:
     options = Options(duration_s=3.0) if quick else Options()
     result = BenchResult(TITLE)
     for i in range(runs):
-        progress(f"{NAME}: run {i + 1}/{runs}: baseline, doorbell armed (no daemon)")
-        armed = await _baseline(cluster, options, armed=True)
-        progress(f"{NAME}: run {i + 1}/{runs}: baseline, doorbell disarmed (no daemon)")
-        disarmed = await _baseline(cluster, options, armed=False)
-        progress(f"{NAME}: run {i + 1}/{runs}: pipeline (hub, daemon, subscribers)")
-        raw = await _pipeline(cluster, options)
-        raw["baseline_armed"] = armed
-        raw["baseline_disarmed"] = disarmed
+        rates: dict[tuple[bool, int], float] = {}
+        raw: dict[str, Any] = {}
+        for step, doorbell in enumerate((True, False, None, False, True)):
+            if doorbell is None:
+                progress(f"{NAME}: run {i + 1}/{runs}: pipeline (hub, daemon, subscribers)")
+                raw = await _pipeline(cluster, options)
+                continue
+            state = "armed" if doorbell else "disarmed"
+            half = 1 + step // 3
+            progress(
+                f"{NAME}: run {i + 1}/{runs}: baseline, doorbell {state} (no daemon) ({half}/2)"
+            )
+            rates[(doorbell, half)] = await _baseline(cluster, options, armed=doorbell)
+        for doorbell, state in ((True, "armed"), (False, "disarmed")):
+            raw[f"baseline_{state}_1"] = rates[(doorbell, 1)]
+            raw[f"baseline_{state}_2"] = rates[(doorbell, 2)]
+            raw[f"baseline_{state}"] = (rates[(doorbell, 1)] + rates[(doorbell, 2)]) / 2
+        armed, disarmed = raw["baseline_armed"], raw["baseline_disarmed"]
         raw["ratio"] = raw["delivered_rate"] / max(armed, disarmed)
         result.raw.append(raw)
         progress(
@@ -155,6 +170,6 @@ async def run(cluster: Cluster, *, runs: int, quick: bool) -> BenchResult:
         f"{options.connections} writer connections in {options.processes} processes, flat out "
         f"for {options.duration_s:.0f} s, one autocommit insert per submission, synchronous_commit "
         f"on; publish budget {options.budget:.0f} messages/s; the ratio's denominator is the "
-        "faster of the two baselines"
+        "faster of the two baselines, each measured before and after the pipeline (mean)"
     )
     return result
