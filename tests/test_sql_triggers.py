@@ -232,13 +232,45 @@ async def test_a_broken_adapter_warns_and_the_upload_still_commits(school: Schoo
 
 
 async def test_a_broken_schema_warns_and_the_submission_still_commits(school: School) -> None:
-    await school.conn.execute("drop table results_realtime.runtime_state")
+    await school.conn.execute("drop sequence results_realtime.runtime_flags")
     warnings: list[str] = []
     school.conn.add_log_listener(lambda _conn, msg: warnings.append(str(msg)))
     await school.submit("A1", school.p1, {"text": "still saved"})
     body = await school.conn.fetchval("select body::text from public.submissions")
     assert json.loads(body) == {"text": "still saved"}
-    assert any("runtime_state" in w for w in warnings), warnings
+    assert any("runtime_flags" in w for w in warnings), warnings
+
+
+async def test_the_triggers_see_a_flag_change_once_it_commits(
+    school: School, database_url: str
+) -> None:
+    """The triggers read a copy of runtime_state (0011), written at the changing commit only."""
+    state = "update results_realtime.runtime_state set enabled = $1"
+    other = await asyncpg.connect(database_url)
+    try:
+        async with other.transaction():
+            await other.execute(state, False)
+            await school.submit("A1", school.p1, {"text": "off, not yet committed"})
+        await school.submit("A1", school.p2, {"text": "off, committed"})
+        tx = other.transaction()
+        await tx.start()
+        await other.execute(state, True)
+        await tx.rollback()
+        await school.submit("A2", school.p1, {"text": "on again, rolled back"})
+        await other.execute(state, True)
+        await school.submit("A2", school.p2, {"text": "on again"})
+    finally:
+        await other.close()
+    assert await school.outbox() == [
+        ("A1", school.p1, "insert", "pupil"),
+        ("A2", school.p2, "insert", "pupil"),
+    ]
+
+
+async def test_an_emptied_state_table_means_disabled(school: School) -> None:
+    await school.conn.execute("truncate results_realtime.runtime_state")
+    await school.submit("A1", school.p1, {"text": "no state row"})
+    assert await school.outbox() == []
 
 
 async def test_writers_without_table_privileges_still_record(
