@@ -4,9 +4,9 @@
 -- Every insert into submissions read `enabled` and `doorbell_armed` with a query of
 -- runtime_state; an executor run for one row is a large share of what the trigger costs the app's
 -- writer. Reading a sequence is one function call instead (pg_sequence_last_value, a PL/pgSQL
--- simple expression): 8 pgbench clients inserting one submission per transaction committed
--- 7,751/s against 7,458/s with the query, +3.9 %, ahead in each of 6 alternated rounds (bare:
--- 9,727/s; bench/RESULTS.md).
+-- simple expression): 8 writers inserting one submission per transaction committed 3.5-4 % more
+-- (pgbench: 7,750/s against 7,487/s, bare 9,474/s; asyncpg writers: 7,763/s against 7,464/s;
+-- 6 alternated rounds each; bench/RESULTS.md, runs X-Z).
 --
 -- runtime_state stays the one place the flags are written and read by people and by the daemon;
 -- the sequence is a copy for the triggers only (bit 1: enabled, bit 2: doorbell armed). A sequence
