@@ -87,3 +87,40 @@ def test_migration_files_are_numbered_without_gaps() -> None:
     found = migrations()
     assert [m.version for m in found] == list(range(1, len(found) + 1))
     assert all(isinstance(m, Migration) and m.sql.strip() for m in found)
+
+
+async def test_an_upgrade_keeps_the_flag_it_finds(
+    pg_server: PgServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """0011 copies runtime_state's flags for the triggers: a database switched off stays off."""
+    admin = await asyncpg.connect(pg_server.dsn or None)
+    name = "rr_upgrade_flag"
+    await admin.execute(f"drop database if exists {name} with (force)")
+    await admin.execute(f"create database {name}")
+    conn = await asyncpg.connect(pg_server.database(name))
+    before_copy = [m for m in migrations() if m.version < 11]
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr("daemon.migrate.migrations", lambda: before_copy)
+            await migrate(conn)
+        await conn.execute("update results_realtime.runtime_state set enabled = false")
+        assert (await migrate(conn)).applied == ["0011_flags_mirror"]
+        await conn.execute(
+            "insert into public.lessons (id, title) values ('L1', 'L');"
+            "insert into public.activities (id, lesson_id, title, kind) values"
+            " ('A1', 'L1', 'A', 'text')"
+        )
+        submit = (
+            "insert into public.submissions (activity_id, user_id, body)"
+            " values ('A1', gen_random_uuid(), '{\"text\": \"x\"}')"
+        )
+        await conn.execute(submit)
+        outbox = "select count(*) from results_realtime.outbox"
+        assert await conn.fetchval(outbox) == 0
+        await conn.execute("update results_realtime.runtime_state set enabled = true")
+        await conn.execute(submit)
+        assert await conn.fetchval(outbox) == 1
+    finally:
+        await conn.close()
+        await admin.execute(f"drop database if exists {name} with (force)")
+        await admin.close()
