@@ -267,6 +267,15 @@ async def test_the_triggers_see_a_flag_change_once_it_commits(
     ]
 
 
+async def test_mirroring_the_flag_repairs_the_triggers_copy(school: School, store: Store) -> None:
+    """The daemon's start rewrites the copy even when the row already holds the flag."""
+    await school.conn.execute("select setval('results_realtime.runtime_flags', 0)")  # diverged
+    await school.submit("A1", school.p1, {"text": "the copy says off"})
+    await store.set_enabled(True)
+    await school.submit("A1", school.p2, {"text": "repaired"})
+    assert await school.outbox() == [("A1", school.p2, "insert", "pupil")]
+
+
 async def test_an_emptied_state_table_means_disabled(school: School) -> None:
     await school.conn.execute("truncate results_realtime.runtime_state")
     await school.submit("A1", school.p1, {"text": "no state row"})

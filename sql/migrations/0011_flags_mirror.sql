@@ -12,9 +12,9 @@
 -- the sequence is a copy for the triggers only (bit 1: enabled, bit 2: doorbell armed). A sequence
 -- is not transactional, so the copy is written by a deferred constraint trigger, at the commit of
 -- the transaction that changed the row: a rolled-back change never reaches it, and the row lock
--- orders the copies of concurrent changes as it orders the changes. Every update of the row
--- rewrites the copy (including the daemon's server-instance check after a restart), so should a
--- crash ever keep a copy whose commit was lost, the next write of the row corrects it.
+-- orders the copies of concurrent changes as it orders the changes. Every write of the row
+-- rewrites the copy, and the daemon writes it at each start and after each server restart, so a
+-- copy that a crash kept while losing its commit is corrected then.
 
 create sequence results_realtime.runtime_flags as smallint minvalue 0 maxvalue 3 no cycle;
 
