@@ -60,3 +60,13 @@ class LocalPostgresError(ResultsRealtimeError):
 
 class PortInUseError(ResultsRealtimeError):
     exit_code = 5
+
+
+def describe(exc: BaseException) -> str:
+    """One readable line for a message or log field: the class and its text, no nested reprs.
+
+    aiohttp's ClientConnectorError repr, for one, spells out its whole connection key; its text
+    says "Cannot connect to host 127.0.0.1:54321 ssl:default [Connect call failed ...]".
+    """
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

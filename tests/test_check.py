@@ -101,6 +101,8 @@ async def test_unreachable_realtime_exits_4(database_url: str, tmp_path: Path) -
     code, _, err = await run_cli(["check"], env, tmp_path)
     assert code == 4
     assert "not reachable" in err
+    assert "ClientConnectorError: Cannot connect to host 127.0.0.1" in err
+    assert "ConnectionKey(" not in err  # the class and its text, not a nested repr
 
 
 async def test_missing_credentials_exit_2_naming_both(database_url: str, tmp_path: Path) -> None:

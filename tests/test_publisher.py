@@ -250,7 +250,7 @@ async def test_unreachable_realtime_stalls() -> None:
     async with make_publisher(url, retry_max_attempts=2) as publisher:
         report = await publisher.publish(messages(1), outcomes)
     assert report.stalled
-    assert "transport error" in report.stall_reason
+    assert "transport error: ClientConnectorError: Cannot connect to host" in report.stall_reason
     assert outcomes.acked == []
 
 

@@ -11,7 +11,7 @@ import aiohttp
 
 from daemon.config import Settings, load_settings, redact_dsn, redacted
 from daemon.db import connect
-from daemon.errors import DatabaseError, PublishError
+from daemon.errors import DatabaseError, PublishError, describe
 from daemon.log import configure_logging
 from daemon.pipeline.credentials import ServiceRoleCredential
 from daemon.pipeline.listener import Listener
@@ -132,7 +132,7 @@ async def _check_realtime(settings: Settings, credential: ServiceRoleCredential)
             body = (await response.text(errors="replace"))[:300]
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise PublishError(
-            f"Realtime is not reachable at {url}: {exc!r}. Check SUPABASE_URL "
+            f"Realtime is not reachable at {url} ({describe(exc)}). Check SUPABASE_URL "
             "(realtime.url); for local development start `results-realtime hub`."
         ) from exc
     which = "minted from SUPABASE_JWT_SECRET" if credential.minted else "SUPABASE_SERVICE_ROLE_KEY"

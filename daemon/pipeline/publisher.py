@@ -37,7 +37,7 @@ from tenacity import (
 )
 
 from daemon.config import PublishSettings
-from daemon.errors import PublishError, RejectedPublishError, RetryablePublishError
+from daemon.errors import PublishError, RejectedPublishError, RetryablePublishError, describe
 from daemon.log import get_logger
 from daemon.pipeline.credentials import ServiceRoleCredential
 from daemon.pipeline.metrics import Metrics
@@ -254,7 +254,7 @@ class Publisher:
             raise RetryablePublishError(f"no answer within {timeout}s") from exc
         except aiohttp.ClientError as exc:
             self._metrics.requests.labels(outcome="transport_error").inc()
-            raise RetryablePublishError(f"transport error: {exc!r}") from exc
+            raise RetryablePublishError(f"transport error: {describe(exc)}") from exc
         if 200 <= status < 300:
             self._metrics.requests.labels(outcome="accepted").inc()
             return
