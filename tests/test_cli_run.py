@@ -79,6 +79,30 @@ async def test_signal_exits_zero_within_the_bound_even_mid_publish(
     assert await db.fetchval("select count(*) from results_realtime.outbox_messages") == 1
 
 
+async def test_a_stop_while_realtime_is_down_releases_the_retry_at_once(
+    database_url: str, db: asyncpg.Connection, capture_server: CaptureServer, tmp_path: Path
+) -> None:
+    school = await seed_school(db)
+    async with await start_daemon(
+        database_url,
+        capture_server,
+        tmp_path,
+        RESULTS_REALTIME_PUBLISH_RETRY_INITIAL_WAIT_S="60",
+        RESULTS_REALTIME_PUBLISH_RETRY_MAX_WAIT_S="60",  # a backoff far beyond the stop's grace
+    ) as daemon:
+        await daemon.wait_event("leader.acquired")
+        capture_server.fail_next(1000, 503)
+        await submit_text(db, "a-text", school.pupils[0], "while Realtime is down")
+        await daemon.wait_event("publish.retry_scheduled")
+        daemon.signal(signal.SIGTERM)
+        code = await daemon.wait(deadline_s=10)
+    assert code == 0
+    assert daemon.seen("publish.released")
+    assert not daemon.seen("daemon.stop_forced")  # released, not cut off at the end of the grace
+    assert len(capture_server.requests) == 1  # the retry was not sent
+    assert await db.fetchval("select count(*) from results_realtime.outbox_messages") == 1
+
+
 async def test_sigkill_mid_burst_then_restart_delivers_every_final_state(
     database_url: str, db: asyncpg.Connection, capture_server: CaptureServer, tmp_path: Path
 ) -> None:

@@ -75,10 +75,19 @@ def settings(**overrides: Any) -> PublishSettings:
     return PublishSettings(**{**base, **overrides})
 
 
-def make_publisher(url: str, metrics: Metrics | None = None, **overrides: Any) -> Publisher:
+def make_publisher(
+    url: str,
+    metrics: Metrics | None = None,
+    stopping: asyncio.Event | None = None,
+    **overrides: Any,
+) -> Publisher:
     credential = ServiceRoleCredential(RealtimeSettings(url=url, service_role_key=KEY))
     return Publisher(
-        settings(**overrides), realtime_url=url, credential=credential, metrics=metrics or Metrics()
+        settings(**overrides),
+        realtime_url=url,
+        credential=credential,
+        metrics=metrics or Metrics(),
+        stopping=stopping,
     )
 
 
@@ -251,6 +260,44 @@ async def test_unreachable_realtime_stalls() -> None:
         report = await publisher.publish(messages(1), outcomes)
     assert report.stalled
     assert "transport error: ClientConnectorError: Cannot connect to host" in report.stall_reason
+    assert outcomes.acked == []
+
+
+async def test_a_stop_during_the_backoff_releases_the_batch_without_retrying(
+    capture_server: CaptureServer,
+) -> None:
+    capture_server.fail_next(100, 503)
+    metrics, stopping, outcomes = Metrics(), asyncio.Event(), Outcomes()
+    retries = "results_realtime_publish_retries_total"
+    long_backoff = {"retry_initial_wait_s": 30, "retry_max_wait_s": 30, "retry_max_attempts": 10}
+    async with make_publisher(capture_server.url, metrics, stopping, **long_backoff) as publisher:
+        publish = asyncio.create_task(publisher.publish(messages(3), outcomes))
+        async with asyncio.timeout(10):
+            while not metrics.registry.get_sample_value(retries):  # the 30 s wait has begun
+                await asyncio.sleep(0)
+        with capture_logs() as logs:
+            stopping.set()
+            async with asyncio.timeout(5):  # far below the 15-30 s backoff it was in
+                report = await publish
+    assert report.stalled
+    assert "not retried, stopping" in report.stall_reason
+    assert "503" in report.stall_reason  # the last real failure is kept
+    assert len(capture_server.requests) == 1  # no second attempt after the stop
+    assert outcomes.acked == [] and outcomes.dead == []
+    assert outcomes.failed_attempts == [1, 2, 3]  # they stay staged, their attempt counted
+    events = [e["event"] for e in logs]
+    assert "publish.released" in events and "publish.stalled" not in events
+
+
+async def test_a_stop_before_a_failure_sends_no_retry(capture_server: CaptureServer) -> None:
+    capture_server.fail_next(100, 500)
+    stopping = asyncio.Event()
+    stopping.set()  # the batch was in flight when the stop came: it is not retried
+    outcomes = Outcomes()
+    async with make_publisher(capture_server.url, stopping=stopping) as publisher:
+        report = await publisher.publish(messages(2), outcomes)
+    assert report.stalled
+    assert len(capture_server.requests) == 1
     assert outcomes.acked == []
 
 

@@ -14,11 +14,15 @@ Outcomes:
   exhausted retry (never dead-letter a whole outbox because a key was rotated);
 - any other 4xx: the message is malformed or too big. A batch is retried one message per request
   to find the culprit, which is dead-lettered; the others go on.
+Once the daemon is stopping, a request in flight is allowed to finish but no retry is waited for
+or sent: the messages stay staged and go out after the restart, so a shutdown while Realtime is
+down takes no longer than the request in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
@@ -33,8 +37,10 @@ from tenacity import (
     RetryCallState,
     retry_if_exception_type,
     stop_after_attempt,
+    stop_any,
     stop_before_delay,
 )
+from tenacity.stop import stop_base
 
 from daemon.config import PublishSettings
 from daemon.errors import PublishError, RejectedPublishError, RetryablePublishError, describe
@@ -107,6 +113,16 @@ class PublishReport:
     channels: set[str] = field(default_factory=set)
 
 
+class _StopWhenSet(stop_base):
+    """tenacity's stop_when_event_set, for an asyncio.Event."""
+
+    def __init__(self, event: asyncio.Event) -> None:
+        self._event = event
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self._event.is_set()
+
+
 class Publisher:
     """Use as an async context manager (it owns the HTTP session) or call `close()`."""
 
@@ -118,8 +134,10 @@ class Publisher:
         credential: ServiceRoleCredential,
         metrics: Metrics,
         limiter: RollingWindowLimiter | None = None,
+        stopping: asyncio.Event | None = None,
     ) -> None:
         self._settings = settings
+        self._stopping = stopping or asyncio.Event()  # set by the daemon's stop()
         self._url = realtime_url.rstrip("/") + BROADCAST_PATH
         self._credential = credential
         self._metrics = metrics
@@ -214,19 +232,31 @@ class Publisher:
         attempts = 0
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(RetryablePublishError),
-            stop=stop_after_attempt(self._settings.retry_max_attempts)
-            | stop_before_delay(self._settings.retry_max_seconds),
+            stop=stop_any(
+                stop_after_attempt(self._settings.retry_max_attempts),
+                stop_before_delay(self._settings.retry_max_seconds),
+                _StopWhenSet(self._stopping),
+            ),
             wait=self._wait,
+            sleep=self._sleep,
             before_sleep=self._before_sleep,
             reraise=True,
         )
+        last_error: BaseException | None = None
         async for attempt in retrying:
             with attempt:
+                if attempts and self._stopping.is_set():  # asked to stop during the backoff
+                    raise RetryablePublishError(
+                        f"not retried, stopping (last attempt: {last_error})"
+                    ) from last_error
                 attempts += 1
                 admission = await self.limiter.acquire(len(chunk))
                 report.requests += 1
                 try:
                     await self._post(body)
+                except RetryablePublishError as exc:
+                    last_error = exc
+                    raise
                 finally:
                     self.limiter.settle(admission)
         elapsed = time.monotonic() - started
@@ -286,6 +316,12 @@ class Publisher:
             wait = max(wait, min(exc.retry_after, s.retry_max_wait_s))
         return wait
 
+    async def _sleep(self, seconds: float) -> None:
+        """A backoff that ends as soon as the daemon is asked to stop."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+
     def _before_sleep(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         status = exc.status if isinstance(exc, RetryablePublishError) else None
@@ -308,14 +344,22 @@ class Publisher:
     ) -> None:
         report.stalled = True
         report.stall_reason = str(exc)
-        log.error(
-            "publish.stalled",
-            status=exc.status,
-            reason=str(exc),
-            body=exc.body,
-            messages=len(chunk),
-            note="messages stay staged and are retried in the next cycle",
-        )
+        if self._stopping.is_set():
+            log.info(
+                "publish.released",
+                reason=str(exc),
+                messages=len(chunk),
+                note="stopping: the messages stay staged and go out after the restart",
+            )
+        else:
+            log.error(
+                "publish.stalled",
+                status=exc.status,
+                reason=str(exc),
+                body=exc.body,
+                messages=len(chunk),
+                note="messages stay staged and are retried in the next cycle",
+            )
         try:
             await sink.mark_attempt([m.id for m in chunk])
         except Exception as mark_exc:  # bookkeeping only: never mask the stall itself

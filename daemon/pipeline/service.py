@@ -160,7 +160,11 @@ class PipelineService:
                 connect_timeout_s=s.database.connect_timeout_s,
             )
             self.publisher = Publisher(
-                s.publish, realtime_url=s.realtime.url, credential=credential, metrics=self.metrics
+                s.publish,
+                realtime_url=s.realtime.url,
+                credential=credential,
+                metrics=self.metrics,
+                stopping=self._stopping,
             )
         if s.daemon.health_port:
             self.health = HealthServer(
