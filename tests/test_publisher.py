@@ -19,6 +19,7 @@ from daemon.pipeline.credentials import ServiceRoleCredential
 from daemon.pipeline.metrics import Metrics
 from daemon.pipeline.publisher import Publisher
 from tests.support.capture_server import CaptureServer
+from tests.support.waiting import eventually
 
 KEY = "service-role-key-for-tests"
 
@@ -272,9 +273,10 @@ async def test_a_stop_during_the_backoff_releases_the_batch_without_retrying(
     long_backoff = {"retry_initial_wait_s": 30, "retry_max_wait_s": 30, "retry_max_attempts": 10}
     async with make_publisher(capture_server.url, metrics, stopping, **long_backoff) as publisher:
         publish = asyncio.create_task(publisher.publish(messages(3), outcomes))
-        async with asyncio.timeout(10):
-            while not metrics.registry.get_sample_value(retries):  # the 30 s wait has begun
-                await asyncio.sleep(0)
+        await eventually(
+            lambda: bool(metrics.registry.get_sample_value(retries)),
+            what="a retry scheduled (the 15-30 s backoff begun)",
+        )
         with capture_logs() as logs:
             stopping.set()
             async with asyncio.timeout(5):  # far below the 15-30 s backoff it was in
@@ -283,10 +285,12 @@ async def test_a_stop_during_the_backoff_releases_the_batch_without_retrying(
     assert "not retried, stopping" in report.stall_reason
     assert "503" in report.stall_reason  # the last real failure is kept
     assert len(capture_server.requests) == 1  # no second attempt after the stop
-    assert outcomes.acked == [] and outcomes.dead == []
+    assert outcomes.acked == []
+    assert outcomes.dead == []
     assert outcomes.failed_attempts == [1, 2, 3]  # they stay staged, their attempt counted
     events = [e["event"] for e in logs]
-    assert "publish.released" in events and "publish.stalled" not in events
+    assert "publish.released" in events
+    assert "publish.stalled" not in events
 
 
 async def test_a_stop_before_a_failure_sends_no_retry(capture_server: CaptureServer) -> None:
