@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -336,6 +337,43 @@ async def test_flag_off_then_on(
         await submit_text(db, "a-text", school.pupils[1], "back on")
         await capture_server.wait_until(cell_is(school.channel(), "a-text", school.pupils[1]))
     assert last_cell(capture_server, school.channel(), "a-text", school.pupils[0]) is None
+
+
+async def test_health_reports_a_stalled_publish_as_degraded_until_it_delivers(
+    database_url: str, db: asyncpg.Connection, capture_server: CaptureServer, school: School
+) -> None:
+    port = free_port()
+    settings = fast_settings(capture_server.url, daemon={"health_port": port})
+    async with running(database_url, settings), aiohttp.ClientSession() as http:
+
+        async def health() -> dict[str, Any]:
+            async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
+                body: dict[str, Any] = await response.json()
+                body["http_status"] = response.status
+                return body
+
+        assert (await health())["publishing"] == {"stalled_since": None, "reason": None}
+        capture_server.fail_next(10_000, 503)  # Realtime down for as long as it takes
+        await submit_text(db, "a-text", school.pupils[0], "while Realtime is down")
+        degraded: dict[str, Any] = {}
+
+        async def is_degraded() -> bool:
+            degraded.update(await health())
+            return degraded["status"] == "degraded"
+
+        await eventually(is_degraded, what="/healthz degraded")
+        assert degraded["http_status"] == 200  # a restart would not bring Realtime back
+        assert degraded["problems"] == []
+        assert degraded["publishing"]["stalled_since"]
+        assert "503" in degraded["publishing"]["reason"]
+        capture_server.heal()
+        await capture_server.wait_until(cell_is(school.channel(), "a-text", school.pupils[0]))
+
+        async def is_ok() -> bool:
+            body = await health()
+            return body["status"] == "ok" and body["publishing"]["stalled_since"] is None
+
+        await eventually(is_ok, what="/healthz ok once delivered")
 
 
 async def test_health_and_metrics_endpoints(

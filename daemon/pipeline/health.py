@@ -1,7 +1,9 @@
 """The daemon's HTTP endpoint: GET /healthz (JSON) and GET /metrics (Prometheus text).
 
 /healthz answers 200 when the daemon does its job (or is switched off on purpose) and 503 when it
-cannot: the LISTEN connection is down, its probe is stale, or the database does not answer.
+cannot: the LISTEN connection is down, its probe is stale, or the database does not answer. When
+Realtime refuses or cannot be reached, the status is "degraded" with 200: the changes wait, staged,
+and restarting the daemon would not bring Realtime back.
 """
 
 from __future__ import annotations
@@ -34,12 +36,19 @@ class ListenerState:
 
 
 @dataclass(frozen=True, slots=True)
+class PublishingState:
+    stalled_since: str | None  # ISO-8601 UTC of the first stalled publish, None while delivering
+    reason: str | None  # why the last publish stalled
+
+
+@dataclass(frozen=True, slots=True)
 class Health:
-    status: str  # "ok" | "disabled" | "unhealthy"
+    status: str  # "ok" | "degraded" | "disabled" | "unhealthy"
     enabled: bool
     leader: bool
     listener: ListenerState | None
     outbox: OutboxState
+    publishing: PublishingState = PublishingState(stalled_since=None, reason=None)
     problems: tuple[str, ...] = ()
 
     @property

@@ -34,7 +34,13 @@ from daemon.db import connect, create_pool
 from daemon.log import get_logger
 from daemon.pipeline.credentials import ServiceRoleCredential
 from daemon.pipeline.handoff import Handoff
-from daemon.pipeline.health import Health, HealthServer, ListenerState, OutboxState
+from daemon.pipeline.health import (
+    Health,
+    HealthServer,
+    ListenerState,
+    OutboxState,
+    PublishingState,
+)
 from daemon.pipeline.leader import LeaderElection
 from daemon.pipeline.linger import Linger
 from daemon.pipeline.listener import Listener
@@ -105,6 +111,8 @@ class PipelineService:
         self.health: HealthServer | None = None
         self._lead_task: asyncio.Task[None] | None = None
         self._stalls = 0
+        self._stalled_since: datetime | None = None  # first publish of the current stall
+        self._stall_reason: str | None = None
         self._failures = 0
         self._terms = 0
         self._cycles = 0
@@ -364,8 +372,11 @@ class PipelineService:
             report = await self.publisher.publish(batch.messages, self._sink)
         if not report.stalled:
             self._stalls = 0
+            self._stalled_since = self._stall_reason = None
             return max(published_through, batch.messages[-1].id)
         self._stalls += 1
+        self._stalled_since = self._stalled_since or datetime.now(UTC)
+        self._stall_reason = report.stall_reason
         await self._pause(self._backoff(self._stalls))
         # The durable truth: what is still staged, the stalled remainder first.
         return await self._catch_up(published_through)
@@ -543,16 +554,23 @@ class PipelineService:
             )
             if last is None or datetime.now(UTC) - last > stale:
                 problems.append("listener: probe is stale")
-        if not self._enabled and not problems:
+        stalled_since = self._stalled_since
+        if problems:
+            status = "unhealthy"
+        elif not self._enabled:
             status = "disabled"
         else:
-            status = "unhealthy" if problems else "ok"
+            status = "degraded" if stalled_since else "ok"
         return Health(
             status=status,
             enabled=self._enabled,
             leader=bool(self.leader and self.leader.is_leader),
             listener=listener_state,
             outbox=outbox,
+            publishing=PublishingState(
+                stalled_since=stalled_since.isoformat() if stalled_since else None,
+                reason=self._stall_reason if stalled_since else None,
+            ),
             problems=tuple(problems),
         )
 

@@ -65,6 +65,10 @@ class CaptureServer:
         """The next `count` requests answer `fault` (a status code, or "timeout": no answer)."""
         self._faults.extend([fault] * count)
 
+    def heal(self) -> None:
+        """Forget the faults still queued: the next request is answered normally."""
+        self._faults.clear()
+
     @property
     def faults_left(self) -> int:
         return len(self._faults)
