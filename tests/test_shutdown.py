@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from structlog.testing import capture_logs
 
-from daemon.pipeline.service import shutdown_schedule
+from daemon.pipeline.service import _raise_if_cancel_requested, shutdown_schedule
 from daemon.pipeline.stop_watchdog import StopWatchdog
 
 
@@ -36,3 +36,38 @@ async def test_a_stop_that_overruns_the_bound_exits_and_names_what_still_runs() 
     assert code == 0
     [event] = [e for e in logs if e["event"] == "daemon.stop_timeout"]
     assert any("a-task-that-ignores-the-stop" in task for task in event["tasks"])
+
+
+async def test_a_failure_raised_in_place_of_a_cancellation_becomes_the_cancellation() -> None:
+    """The work loop's case: cancelled (leadership lost) while its task group's child fails."""
+    child_started = asyncio.Event()
+    caught: list[type[BaseException]] = []
+
+    async def connection_user() -> None:
+        child_started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise ConnectionResetError("the connection went down with the leadership") from None
+
+    async def work_loop() -> str:
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(connection_user())
+                await asyncio.Event().wait()
+        except Exception as exc:
+            caught.append(type(exc))
+            _raise_if_cancel_requested(exc)
+            return "took it for a failed cycle and went on"
+        return "unreachable"
+
+    loop = asyncio.create_task(work_loop())
+    await child_started.wait()
+    loop.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await loop
+    assert caught == [ExceptionGroup]  # the child's error came instead of the CancelledError
+
+
+async def test_a_failure_without_a_cancellation_is_left_alone() -> None:
+    _raise_if_cancel_requested(RuntimeError("a failed cycle"))  # no cancellation: returns

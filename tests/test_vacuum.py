@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
+import pytest
 from structlog.testing import capture_logs
 
 from daemon.pipeline.store import Store
@@ -95,3 +98,31 @@ async def test_a_role_that_may_not_vacuum_is_told_once_and_left_to_autovacuum() 
 async def test_other_failures_are_logged_and_retried_later() -> None:
     calls, events = await _three_due_vacuums_failing_with(OSError("connection lost"))
     assert (calls, events) == (3, ["outbox.vacuum_failed"] * 3)
+
+
+async def test_close_passes_on_a_cancellation_of_its_caller() -> None:
+    """The work loop cancelled while it closes (leadership lost) must stop, not carry on."""
+    started, winding_down, release = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    class _SlowToStopStore:
+        async def vacuum_outbox(self) -> None:
+            started.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                winding_down.set()
+                await release.wait()  # a vacuum that takes a moment to stop
+                raise
+
+    clock = _Clock()
+    vacuum = OutboxVacuum(_SlowToStopStore(), every_rows=1, min_interval_s=0, clock=clock)  # type: ignore[arg-type]
+    vacuum.claimed(1)
+    assert vacuum.running
+    await started.wait()
+    closing = asyncio.create_task(vacuum.close())
+    await winding_down.wait()  # close() has cancelled the vacuum and waits for it
+    closing.cancel()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    assert not vacuum.running

@@ -289,12 +289,15 @@ class PipelineService:
         log.info("pipeline.catch_up", reason="leadership acquired")
         self._failures = 0
         while not self._stopping.is_set():
+            if self.leader is not None and not self.leader.is_leader:
+                return  # lost meanwhile: _watch_leadership ends the term (never work without it)
             try:
                 await self._pipeline()
                 return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database went away, a bug in one batch, ...
+                _raise_if_cancel_requested(exc)
                 self._failures += 1
                 delay = self._backoff(self._failures)
                 log.error(
@@ -624,6 +627,20 @@ class _Sink:
 
     async def mark_attempt(self, ids: Sequence[int]) -> None:
         await self._service.store.mark_attempt(ids)
+
+
+def _raise_if_cancel_requested(exc: BaseException) -> None:
+    """Turn a failure that hid this task's own cancellation back into the cancellation.
+
+    A TaskGroup whose child fails while the task around it is being cancelled raises the child's
+    error, not the CancelledError (by design, CPython gh-95704); the cancellation stays requested
+    (`Task.cancelling()`). A database outage does both at once: the work loop's connection fails
+    as its leadership is lost, and the loop took the error for a failed cycle and went on
+    publishing without the lock.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from exc
 
 
 def _unwrap(exc: BaseException) -> BaseException:

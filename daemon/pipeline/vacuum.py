@@ -12,7 +12,6 @@ interval.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 
@@ -79,7 +78,13 @@ class OutboxVacuum:
             await asyncio.wait([self._task])
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        """Cancel the vacuum in flight and wait for it to end.
+
+        `asyncio.wait`, not `await task` under a suppressed CancelledError: that would also
+        swallow a cancellation of the caller itself (the work loop losing its leadership while
+        it closes), and the loop would go on publishing without the lock.
+        """
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])
