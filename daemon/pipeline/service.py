@@ -276,6 +276,8 @@ class PipelineService:
                         term.create_task(self._watch_leadership(), name="watch-leadership")
             except* _LeadershipLost:
                 log.warning("pipeline.paused", reason="leadership lost; publishing stopped")
+            finally:
+                self._stalled_since = self._stall_reason = None  # a standby publishes nothing
 
     async def _watch_leadership(self) -> None:
         assert self.leader is not None
