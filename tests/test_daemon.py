@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import traceback
 import uuid
 from typing import Any
 
@@ -191,6 +192,33 @@ async def test_realtime_failing_for_a_while_loses_nothing_and_keeps_order(
     assert events.count("publish.retry_scheduled") >= 4
     assert "publish.stalled" in events
     assert "publish.dead_lettered" not in events
+
+
+async def test_a_long_realtime_outage_retries_in_a_loop_not_a_recursion(
+    database_url: str,
+    db: asyncpg.Connection,
+    capture_server: CaptureServer,
+    school: School,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each stall used to retry by calling the catch-up, which published again: two frames and a
+    # batch kept per stall, a RecursionError after ~490 stalls (hours of 401s or 5xx).
+    stack_depths: list[int] = []
+    async with running(database_url, fast_settings(capture_server.url)) as daemon:
+        assert daemon.publisher is not None
+        publish = daemon.publisher.publish
+
+        async def recording_publish(*args: Any, **kwargs: Any) -> Any:
+            stack_depths.append(len(traceback.extract_stack()))
+            return await publish(*args, **kwargs)
+
+        monkeypatch.setattr(daemon.publisher, "publish", recording_publish)
+        capture_server.fail_next(5 * 3, 503)  # 3 attempts per stall: 5 stalls
+        await submit_text(db, "a-text", school.pupils[0], "through the outage")
+        await capture_server.wait_until(cell_is(school.channel(), "a-text", school.pupils[0]))
+    assert len(stack_depths) == 6, stack_depths  # 5 stalls, then the delivery
+    # The first attempt comes from the publish loop, every retry from the catch-up's loop.
+    assert len(set(stack_depths[1:])) == 1, stack_depths
 
 
 async def test_garbage_notifications_and_unenrichable_rows_are_survived(

@@ -90,6 +90,36 @@ async def test_killed_leader_session_pauses_then_resumes(
     assert all("cycle" in e for e in published)
 
 
+async def test_work_connection_killed_alone_is_survived(
+    database_url: str, db: asyncpg.Connection, capture_server: CaptureServer
+) -> None:
+    # Only the work loop's connection fails (an admin, a statement timeout, a deadlock): the
+    # leader session, the listener and the lock are fine. Before Python 3.13 the failed task
+    # group passed for a cancellation and the work loop ended for good, leader lock held.
+    school = await seed_school(db)
+    with capture_logs() as logs:
+        async with running(database_url, fast_settings(capture_server.url)) as daemon:
+            await submit_text(db, "a-text", school.pupils[0], "before")
+            await capture_server.wait_until(cell_is(school.channel(), "a-text", school.pupils[0]))
+            killed = await db.fetchval(
+                "select count(pg_terminate_backend(pid)) from pg_stat_activity"
+                " where application_name = 'results-realtime work'"
+            )
+            assert killed == 1
+            await eventually(
+                lambda: any(e["event"] == "pipeline.cycle_failed" for e in logs),
+                what="the failed cycle logged",
+            )
+            for pupil in school.pupils[1:3]:
+                await submit_text(db, "a-text", pupil, "after")
+            for pupil in school.pupils[1:3]:
+                await capture_server.wait_until(cell_is(school.channel(), "a-text", pupil))
+            assert daemon.leader is not None
+            assert daemon.leader.is_leader
+    assert [e["event"] for e in logs].count("leader.acquired") == 1  # the same term went on
+    assert_gapless(capture_server)
+
+
 async def test_flag_flipped_in_the_database_is_noticed(
     database_url: str, db: asyncpg.Connection, capture_server: CaptureServer
 ) -> None:

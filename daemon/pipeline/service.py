@@ -330,9 +330,12 @@ class PipelineService:
             handoff: Handoff[_Batch] = Handoff()
             vacuum = OutboxVacuum(self.store)
             try:
-                async with asyncio.TaskGroup() as tg:
-                    tg.create_task(self._stage_loop(conn, handoff, vacuum), name="stage")
-                    tg.create_task(self._publish_loop(handoff, published_through), name="publish")
+                # The group runs in a task of its own, so that its failure cannot pass for this
+                # task's cancellation (see _raise_if_cancel_requested).
+                await asyncio.create_task(
+                    self._stage_and_publish(conn, handoff, vacuum, published_through),
+                    name="stage-and-publish",
+                )
             finally:
                 await vacuum.close()
             try:  # a clean stop: forget what Realtime accepted (else it is redelivered)
@@ -343,6 +346,17 @@ class PipelineService:
             conn.terminate()
             raise
         await _bounded("work connection", conn.close(), 1.0, conn.terminate)
+
+    async def _stage_and_publish(
+        self,
+        conn: asyncpg.Connection,
+        handoff: Handoff[_Batch],
+        vacuum: OutboxVacuum,
+        published_through: int,
+    ) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._stage_loop(conn, handoff, vacuum), name="stage")
+            tg.create_task(self._publish_loop(handoff, published_through), name="publish")
 
     async def _flush_acks(self, conn: asyncpg.Connection | None = None) -> None:
         ids, self._acks = self._acks, []
@@ -365,26 +379,37 @@ class PipelineService:
             if not batch:
                 break
             self._cycles += 1
-            published_through = await self._publish(
+            # A stall leaves published_through as it was: the next round re-reads what is staged.
+            published_through, _ = await self._send(
                 _Batch(self._cycles, tuple(batch)), published_through
             )
         return published_through
 
     async def _publish(self, batch: _Batch, published_through: int) -> int:
         """Publish one batch, retrying after stalls; the highest id now dealt with."""
+        published_through, stalled = await self._send(batch, published_through)
+        if stalled:  # the durable truth: what is still staged, the stalled remainder first
+            return await self._catch_up(published_through)
+        return published_through
+
+    async def _send(self, batch: _Batch, published_through: int) -> tuple[int, bool]:
+        """One attempt at a batch: the highest id dealt with, and whether it stalled.
+
+        After a stall it waits out the backoff; the caller re-reads the staged messages (a loop,
+        never a recursion: a Realtime outage of hours is thousands of stalls).
+        """
         assert self.publisher is not None
         with structlog.contextvars.bound_contextvars(cycle=batch.cycle):
             report = await self.publisher.publish(batch.messages, self._sink)
         if not report.stalled:
             self._stalls = 0
             self._stalled_since = self._stall_reason = None
-            return max(published_through, batch.messages[-1].id)
+            return max(published_through, batch.messages[-1].id), False
         self._stalls += 1
         self._stalled_since = self._stalled_since or datetime.now(UTC)
         self._stall_reason = report.stall_reason
         await self._pause(self._backoff(self._stalls))
-        # The durable truth: what is still staged, the stalled remainder first.
-        return await self._catch_up(published_through)
+        return published_through, True
 
     async def _publish_loop(self, handoff: Handoff[_Batch], published_through: int) -> None:
         try:
@@ -639,6 +664,11 @@ def _raise_if_cancel_requested(exc: BaseException) -> None:
     (`Task.cancelling()`). A database outage does both at once: the work loop's connection fails
     as its leadership is lost, and the loop took the error for a failed cycle and went on
     publishing without the lock.
+
+    Only sound in a task that is never a TaskGroup's parent: before Python 3.13 a group whose child
+    fails while the parent waits in the group's exit leaves the parent with a cancel request that
+    nobody made (CPython gh-116720), and every failed cycle passed for a cancellation: the work
+    loop ended silently and kept the lock. Hence the group's own task in `_pipeline`.
     """
     task = asyncio.current_task()
     if task is not None and task.cancelling():
