@@ -221,6 +221,37 @@ async def test_a_long_realtime_outage_retries_in_a_loop_not_a_recursion(
     assert len(set(stack_depths[1:])) == 1, stack_depths
 
 
+async def test_a_change_written_while_disarmed_and_committed_after_the_arm_is_not_left_waiting(
+    database_url: str, db: asyncpg.Connection, capture_server: CaptureServer, school: School
+) -> None:
+    # The trigger finds the doorbell disarmed, so the commit rings nothing; the daemon arms the
+    # bell while that transaction is still open. The idle poll (30 s here) must not be the only
+    # way the change is found.
+    settings = fast_settings(capture_server.url, daemon={"idle_poll_interval_s": 30.0})
+    writer = await asyncpg.connect(database_url)
+    try:
+        async with running(database_url, settings):
+
+            async def armed() -> bool:
+                return bool(
+                    await db.fetchval("select doorbell_armed from results_realtime.runtime_state")
+                )
+
+            await eventually(armed, what="the idle daemon arms the doorbell")
+            await db.execute("update results_realtime.runtime_state set doorbell_armed = false")
+            transaction = writer.transaction()
+            await transaction.start()
+            await submit_text(writer, "a-text", school.pupils[0], "written while disarmed")
+            await db.execute("select pg_notify('results_realtime_v1', '')")  # an idle round
+            await eventually(armed, what="the daemon re-arms while the writer is open")
+            await transaction.commit()
+            await capture_server.wait_until(
+                cell_is(school.channel(), "a-text", school.pupils[0]), deadline_s=5.0
+            )
+    finally:
+        await writer.close()
+
+
 async def test_garbage_notifications_and_unenrichable_rows_are_survived(
     database_url: str, db: asyncpg.Connection, capture_server: CaptureServer, school: School
 ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from daemon.config import DaemonSettings
-from daemon.pipeline.linger import Linger
+from daemon.pipeline.linger import Linger, UnrungWait
 
 
 def linger(**daemon: float) -> Linger:
@@ -76,3 +76,12 @@ def test_the_pause_is_at_least_the_last_staging_times_the_factor() -> None:
 def test_a_zero_pause_factor_ignores_how_long_staging_took() -> None:
     lg = linger(busy_poll_interval_ms=2.0, staging_pause_factor=0.0)
     assert lg.pause_s(1, started=0.0, took_s=0.040) == pytest.approx(0.002)
+
+
+def test_an_open_writer_shortens_the_idle_wait_then_backs_off_to_the_idle_poll() -> None:
+    wait = UnrungWait(DaemonSettings(busy_poll_interval_ms=2.0, idle_poll_interval_s=0.02))
+    assert wait.wait_s(writers_in_flight=False) == pytest.approx(0.02)
+    waits = [wait.wait_s(writers_in_flight=True) for _ in range(6)]
+    assert waits == [pytest.approx(x) for x in (0.002, 0.004, 0.008, 0.016, 0.02, 0.02)]
+    assert wait.wait_s(writers_in_flight=False) == pytest.approx(0.02)
+    assert wait.wait_s(writers_in_flight=True) == pytest.approx(0.002)  # started afresh

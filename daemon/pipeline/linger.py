@@ -62,3 +62,26 @@ class Linger:
         """The loop waited for the doorbell: whatever comes next starts afresh."""
         self._last_start = self._storm_since = None
         self._storm_ms = 0.0
+
+
+class UnrungWait:
+    """How long the idle work loop waits for the doorbell before it looks again.
+
+    A writer whose trigger ran while the doorbell was disarmed and that commits after the daemon
+    armed it rings nothing, so while such a transaction is open (store.outbox_writers_in_flight)
+    the loop looks again after the busy poll period, then twice as long each round, up to the
+    idle poll interval: an app's short transaction is found within a few milliseconds of its
+    commit, a transaction open for minutes costs one look per `idle_poll_interval_s`.
+    """
+
+    def __init__(self, settings: DaemonSettings) -> None:
+        self._idle_s = settings.idle_poll_interval_s
+        self._first_s = min(settings.busy_poll_interval_ms / 1000, self._idle_s)
+        self._next_s = self._first_s
+
+    def wait_s(self, *, writers_in_flight: bool) -> float:
+        if not writers_in_flight:
+            self._next_s = self._first_s
+            return self._idle_s
+        wait, self._next_s = self._next_s, min(self._idle_s, self._next_s * 2)
+        return wait

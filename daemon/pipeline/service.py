@@ -2,7 +2,9 @@
 
 Work loop of the leader (the doorbell protocol agreed with the triggers):
 - idle: clear the wake flag, arm the doorbell, look once more for work (a change committed before
-  the arm rang no bell), then wait for a notification or `idle_poll_interval_s`;
+  the arm rang no bell), then wait for a notification or `idle_poll_interval_s` (much less while
+  a transaction that wrote outbox rows before the arm is still open: its commit rings no bell
+  either, see linger.UnrungWait);
 - busy: disarm (writers stop NOTIFYing, so they do not serialize on the NOTIFY lock), then
   publish what is staged, stage more when the rate budget has room, and poll every
   `busy_poll_interval_ms` until both the outbox and the stage are empty.
@@ -42,7 +44,7 @@ from daemon.pipeline.health import (
     PublishingState,
 )
 from daemon.pipeline.leader import LeaderElection
-from daemon.pipeline.linger import Linger
+from daemon.pipeline.linger import Linger, UnrungWait
 from daemon.pipeline.listener import Listener
 from daemon.pipeline.metrics import Metrics
 from daemon.pipeline.publisher import Publisher
@@ -431,7 +433,7 @@ class PipelineService:
         d = self.settings.daemon
         limit, disarm = d.batch_size, True
         replan = PlanRefresh()
-        linger = Linger(d)
+        linger, unrung = Linger(d), UnrungWait(d)
         try:
             while not self._stopping.is_set():
                 if not await handoff.wait_for_room():
@@ -452,7 +454,7 @@ class PipelineService:
                 if result.messages:
                     await handoff.put(_Batch(self._cycles, result.messages))
                 if result.claimed == 0:
-                    await self._idle(conn, handoff)
+                    await self._idle(conn, handoff, unrung)
                     linger.idle()
                     disarm = True
                     continue
@@ -505,7 +507,9 @@ class PipelineService:
         log.info("stage.claim_grown", backlog=backlog, claim=grown, reason="rate budget")
         return grown
 
-    async def _idle(self, conn: asyncpg.Connection, handoff: Handoff[_Batch]) -> None:
+    async def _idle(
+        self, conn: asyncpg.Connection, handoff: Handoff[_Batch], unrung: UnrungWait
+    ) -> None:
         """Nothing to stage: once the publisher is done, arm the doorbell and wait for it."""
         assert self.listener is not None
         if not await handoff.wait_drained():
@@ -517,12 +521,13 @@ class PipelineService:
         except BaseException:
             self._acks = ack + self._acks
             raise
+        in_flight = await self.store.outbox_writers_in_flight(conn=conn)
         if await self.store.outbox_depth(conn=conn):
             return  # committed before the bell was armed: no notification will come
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.settings.daemon.idle_poll_interval_s):
+            async with asyncio.timeout(unrung.wait_s(writers_in_flight=in_flight)):
                 await _first_of(self.listener.wake, self._stopping)
-        if not self.listener.wake.is_set():
+        if not self.listener.wake.is_set() and not in_flight:
             await self._check_flag()
 
     async def _check_flag(self) -> None:

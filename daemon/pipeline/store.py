@@ -458,6 +458,11 @@ class Store:
         async with self._connection(conn) as c:
             return cast(int, await c.fetchval(query("store_outbox_depth")))
 
+    async def outbox_writers_in_flight(self, *, conn: _Conn | None = None) -> bool:
+        """Whether an open transaction has written outbox rows (its commit may ring no bell)."""
+        async with self._connection(conn) as c:
+            return bool(await c.fetchval(query("store_outbox_writers")))
+
     async def pending_depth(self, *, conn: _Conn | None = None) -> int:
         async with self._connection(conn) as c:
             return cast(int, await c.fetchval(query("store_pending_depth")))
