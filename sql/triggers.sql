@@ -7,6 +7,8 @@
 -- the app's hot path; for one row, building and scanning a transition table costs more than the
 -- row-level call (pgbench, single-row inserts, 8 clients: 0.82-0.90 of the bare insert rate with
 -- the row-level trigger, 0.77-0.79 with the statement-level one; bench/RESULTS.md).
+-- A TRUNCATE of either table: a statement-level BEFORE TRUNCATE trigger that records the deletion
+-- of every row the truncate removes (a truncate fires no delete trigger).
 -- Each records ids, op and source only; the cell's state is read later by the daemon, in batches
 -- (results_realtime.cells_for_keys_v1).
 --
@@ -239,9 +241,103 @@ begin
 end
 $$;
 
+-- TRUNCATE empties every cell of the table without a DELETE, so it is recorded as the deletion of
+-- every row it removes: what the delete triggers above record. A truncate has no transition
+-- table, but a BEFORE TRUNCATE trigger still sees the rows; and when one statement truncates
+-- several tables (a list, or CASCADE from a referenced table) PostgreSQL fires the BEFORE
+-- TRUNCATE triggers of all of them before it empties any, so each trigger sees its whole table
+-- and the adapter's object_cell_v1 still sees the activities. row_security off: should the
+-- owner of these functions be subject to a policy on the table, the read fails (a warning, as
+-- for any other error) instead of silently recording only the rows the policy shows.
+
+-- Submissions -> one 'delete' by 'system' per (activity, pupil) the table held.
+create or replace function results_realtime.record_submission_truncate_v1()
+returns trigger
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+set row_security = off
+as $$
+declare
+    v_flags bigint;
+    v_activity_ids text[];
+    v_pupil_ids uuid[];
+begin
+    begin
+        v_flags := pg_sequence_last_value('results_realtime.runtime_flags'::regclass);
+        if coalesce(v_flags & 1, 0) = 0 then
+            return null;
+        end if;
+        select array_agg(k.activity_id), array_agg(k.user_id)
+        into v_activity_ids, v_pupil_ids
+        from (
+            select distinct s.activity_id, s.user_id
+            from public.submissions as s
+            where s.activity_id is not null and s.user_id is not null
+        ) as k;
+    exception when others then
+        perform results_realtime.warn_unrecorded_change_v1(
+            tg_name, tg_table_schema, tg_table_name, sqlstate, sqlerrm);
+        return null;
+    end;
+    if v_activity_ids is not null then
+        insert into results_realtime.outbox (activity_id, pupil_id, op, source)
+        select a, p, 'delete', 'system' from unnest(v_activity_ids, v_pupil_ids) as u (a, p);
+        if v_flags & 2 <> 0 then
+            perform pg_notify('results_realtime_v1', '');
+        end if;
+    end if;
+    return null;
+end
+$$;
+
+-- storage.objects -> one 'delete' by 'upload' per object that maps to a cell (object_cell_v1:
+-- bucket 'submissions' in the reference adapter), as a DELETE of those objects records.
+create or replace function results_realtime.record_object_truncate_v1()
+returns trigger
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+set row_security = off
+as $$
+declare
+    v_flags bigint;
+    v_activity_ids text[];
+    v_pupil_ids uuid[];
+    v_names text[];
+begin
+    begin
+        v_flags := pg_sequence_last_value('results_realtime.runtime_flags'::regclass);
+        if coalesce(v_flags & 1, 0) = 0 then
+            return null;
+        end if;
+        select array_agg(c.activity_id), array_agg(c.pupil_id), array_agg(o.name)
+        into v_activity_ids, v_pupil_ids, v_names
+        from storage.objects as o
+        cross join lateral results_realtime.object_cell_v1(o.bucket_id, o.name) as c
+        where c.activity_id is not null;
+    exception when others then
+        perform results_realtime.warn_unrecorded_change_v1(
+            tg_name, tg_table_schema, tg_table_name, sqlstate, sqlerrm);
+        return null;
+    end;
+    if v_activity_ids is not null then
+        insert into results_realtime.outbox (activity_id, pupil_id, op, source, object_name)
+        select a, p, 'delete', 'upload', n from unnest(v_activity_ids, v_pupil_ids, v_names)
+            as u (a, p, n);
+        if v_flags & 2 <> 0 then
+            perform pg_notify('results_realtime_v1', '');
+        end if;
+    end if;
+    return null;
+end
+$$;
+
 revoke all on function results_realtime.record_submission_insert_v1() from public;
 revoke all on function results_realtime.record_submission_changes_v1() from public;
 revoke all on function results_realtime.record_object_changes_v1() from public;
+revoke all on function results_realtime.record_submission_truncate_v1() from public;
+revoke all on function results_realtime.record_object_truncate_v1() from public;
 
 drop trigger if exists results_realtime_insert_v1 on public.submissions;
 create trigger results_realtime_insert_v1
@@ -260,6 +356,11 @@ create trigger results_realtime_delete_v1
     referencing old table as old_rows
     for each statement execute function results_realtime.record_submission_changes_v1();
 
+drop trigger if exists results_realtime_truncate_v1 on public.submissions;
+create trigger results_realtime_truncate_v1
+    before truncate on public.submissions
+    for each statement execute function results_realtime.record_submission_truncate_v1();
+
 drop trigger if exists results_realtime_insert_v1 on storage.objects;
 create trigger results_realtime_insert_v1
     after insert on storage.objects
@@ -277,3 +378,8 @@ create trigger results_realtime_delete_v1
     after delete on storage.objects
     referencing old table as old_rows
     for each statement execute function results_realtime.record_object_changes_v1();
+
+drop trigger if exists results_realtime_truncate_v1 on storage.objects;
+create trigger results_realtime_truncate_v1
+    before truncate on storage.objects
+    for each statement execute function results_realtime.record_object_truncate_v1();

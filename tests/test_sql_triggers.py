@@ -10,6 +10,7 @@ import uuid
 import asyncpg
 import pytest
 
+from bench.common import sql as bench_sql
 from daemon.pipeline.store import NOTIFY_CHANNEL, Store
 from tests.fixtures.pipeline import School
 
@@ -298,3 +299,202 @@ async def test_writers_without_table_privileges_still_record(
         ("A1", school.p1, "insert", "pupil"),
         ("A2", school.p1, "insert", "upload"),
     ]
+
+
+# ---- TRUNCATE: recorded as the deletion of every row it removes ----------------------------------
+
+
+async def _outbox_with_names(school: School) -> list[tuple[str, str, str, str, str | None]]:
+    rows = await school.conn.fetch(
+        "select activity_id, pupil_id::text, op, source, object_name from results_realtime.outbox"
+    )
+    return sorted(tuple(r) for r in rows)  # type: ignore[misc]
+
+
+async def test_truncating_submissions_records_a_delete_for_every_cell(school: School) -> None:
+    await school.submit("A1", school.p1, {"text": "one"})
+    await school.submit("A2", school.p1, {"text": "two"})
+    await school.submit("A1", school.p2, {"text": "three"})
+    await school.submit("B1", school.p3, {"text": "a pupil of no group"})
+    await school.conn.execute("delete from results_realtime.outbox")
+    await school.conn.execute("truncate public.submissions")
+    assert await school.conn.fetchval("select count(*) from public.submissions") == 0
+    assert sorted(await school.outbox()) == sorted(
+        [
+            ("A1", school.p1, "delete", "system"),
+            ("A2", school.p1, "delete", "system"),
+            ("A1", school.p2, "delete", "system"),
+            ("B1", school.p3, "delete", "system"),
+        ]
+    )
+
+
+async def test_truncating_objects_records_deletes_of_mappable_submission_objects_only(
+    school: School,
+) -> None:
+    first, second = school.path("A2", school.p1, "a.pdf"), school.path("A2", school.p1, "b.pdf")
+    other = school.path("A3", school.p2)
+    for name in (first, second, other):
+        await school.upload(name)
+    await school.upload(school.path("A2", school.p2), bucket="avatars")  # another bucket
+    await school.upload(f"L1/A2/{school.p2}/.emptyFolderPlaceholder")  # Storage's folder marker
+    await school.upload(f"L1/NOPE/{school.p2}/x.pdf")  # unknown activity
+    await school.conn.execute("delete from results_realtime.outbox")
+    await school.conn.execute("truncate storage.objects")
+    assert await school.conn.fetchval("select count(*) from storage.objects") == 0
+    assert await _outbox_with_names(school) == sorted(
+        [
+            ("A2", school.p1, "delete", "upload", first),
+            ("A2", school.p1, "delete", "upload", second),
+            ("A3", school.p2, "delete", "upload", other),
+        ]
+    )
+
+
+async def test_one_truncate_of_both_tables_with_cascade_records_every_cell(school: School) -> None:
+    """All BEFORE TRUNCATE triggers fire before any table is emptied: the submissions that CASCADE
+    reaches are recorded, and the objects still map through the activities truncated with them."""
+    await school.submit("A1", school.p1, {"text": "x"})
+    upload = school.path("A2", school.p2)
+    await school.upload(upload)
+    await school.conn.execute("delete from results_realtime.outbox")
+    await school.conn.execute("truncate storage.objects, public.lessons cascade")
+    assert await school.conn.fetchval("select count(*) from public.submissions") == 0
+    assert await _outbox_with_names(school) == sorted(
+        [
+            ("A1", school.p1, "delete", "system", None),
+            ("A2", school.p2, "delete", "upload", upload),
+        ]
+    )
+
+
+async def test_flag_off_a_truncate_records_nothing_and_on_again_records(
+    school: School, store: Store
+) -> None:
+    await school.submit("A1", school.p1, {"text": "x"})
+    await school.upload(school.path("A2", school.p1))
+    await school.conn.execute("delete from results_realtime.outbox")
+    await store.set_enabled(False)
+    await school.conn.execute("truncate public.submissions, storage.objects")
+    assert await school.outbox() == []
+    await store.set_enabled(True)
+    await school.conn.execute(
+        "insert into public.submissions (activity_id, user_id) values ('A1', $1)", school.p2
+    )
+    await school.conn.execute("delete from results_realtime.outbox")
+    await school.conn.execute("truncate public.submissions, storage.objects")
+    assert await school.outbox() == [("A1", school.p2, "delete", "system")]
+
+
+async def test_a_truncate_rings_the_armed_doorbell_only(
+    school: School, store: Store, database_url: str
+) -> None:
+    listener, heard = await _listener(database_url)
+    try:
+        await store.disarm_doorbell()
+        await school.submit("A1", school.p1, {"text": "x"})
+        await school.upload(school.path("A2", school.p1))
+        await school.conn.execute("truncate public.submissions")
+        await school.conn.execute("select pg_notify($1, 'sentinel')", NOTIFY_CHANNEL)
+        assert await asyncio.wait_for(heard.get(), timeout=10) == "sentinel"
+        await store.arm_doorbell()
+        await school.conn.execute("truncate storage.objects")
+        assert await asyncio.wait_for(heard.get(), timeout=10) == ""
+    finally:
+        await listener.close()
+    assert [op for *_, op, _source in await school.outbox()] == [
+        "insert",
+        "insert",
+        "delete",
+        "delete",
+    ]
+
+
+async def test_a_broken_adapter_warns_and_the_truncate_still_commits(school: School) -> None:
+    await school.submit("A1", school.p1, {"text": "x"})
+    await school.upload(school.path("A2", school.p1))
+    await school.conn.execute(
+        """
+        create or replace function results_realtime.object_cell_v1(
+            bucket_id text, name text,
+            out lesson_id text, out activity_id text, out pupil_id uuid)
+        language plpgsql stable as $$ begin raise exception 'adapter bug'; end $$
+        """
+    )
+    await school.conn.execute("delete from results_realtime.outbox")
+    warnings: list[str] = []
+    school.conn.add_log_listener(lambda _conn, msg: warnings.append(str(msg)))
+    await school.conn.execute("truncate public.submissions, storage.objects")
+    assert await school.conn.fetchval("select count(*) from storage.objects") == 0
+    assert await school.outbox() == [("A1", school.p1, "delete", "system")]
+    assert any(
+        "adapter bug" in w and "results_realtime_truncate_v1" in w and "objects" in w
+        for w in warnings
+    ), warnings
+
+
+async def test_a_broken_schema_warns_and_a_truncate_of_either_table_still_commits(
+    school: School,
+) -> None:
+    await school.submit("A1", school.p1, {"text": "x"})
+    await school.upload(school.path("A2", school.p1))
+    await school.conn.execute("drop sequence results_realtime.runtime_flags")
+    warnings: list[str] = []
+    school.conn.add_log_listener(lambda _conn, msg: warnings.append(str(msg)))
+    await school.conn.execute("truncate public.submissions, storage.objects")
+    counts = await school.conn.fetchrow(
+        "select (select count(*) from public.submissions), (select count(*) from storage.objects)"
+    )
+    assert tuple(counts or ()) == (0, 0)
+    truncate_warnings = [
+        w for w in warnings if "results_realtime_truncate_v1" in w and "runtime_flags" in w
+    ]
+    assert len(truncate_warnings) == 2, warnings
+
+
+async def test_a_truncate_the_owner_cannot_read_in_full_warns_instead_of_recording_a_part(
+    school: School,
+) -> None:
+    """Should the functions' owner be subject to a row-level policy on the table, the truncate
+    is not recorded as the deletion of only the rows that policy shows."""
+    await school.submit("A1", school.p1, {"text": "hidden from the owner"})
+    owner = f"rr_truncate_owner_{uuid.uuid4().hex[:12]}"  # roles are cluster-wide
+    function = "results_realtime.record_submission_truncate_v1()"
+    await school.conn.execute(
+        f"""
+        create role {owner} nologin;
+        grant usage on schema results_realtime, public to {owner};
+        grant insert on results_realtime.outbox to {owner};
+        grant usage on sequence results_realtime.outbox_id_seq to {owner};
+        grant select on sequence results_realtime.runtime_flags to {owner};
+        grant select on public.submissions to {owner};
+        alter function {function} owner to {owner};
+        alter table public.submissions enable row level security;
+        delete from results_realtime.outbox;
+        """
+    )
+    try:
+        warnings: list[str] = []
+        school.conn.add_log_listener(lambda _conn, msg: warnings.append(str(msg)))
+        await school.conn.execute("truncate public.submissions")
+        assert await school.conn.fetchval("select count(*) from public.submissions") == 0
+        assert await school.outbox() == []
+        assert any(
+            "results_realtime_truncate_v1" in w and "row-level security" in w for w in warnings
+        ), warnings
+    finally:
+        await school.conn.execute(
+            f"alter function {function} owner to current_user;"
+            f"drop owned by {owner}; drop role {owner}"
+        )
+
+
+async def test_the_benchmark_baseline_drops_every_realtime_trigger(school: School) -> None:
+    tables = "('public.submissions'::regclass, 'storage.objects'::regclass)"
+    triggers = (
+        f"select count(*) from pg_trigger where tgrelid in {tables} and not tgisinternal"
+        " and tgname like 'results_realtime%'"
+    )
+    assert await school.conn.fetchval(triggers) == 8
+    await school.conn.execute(bench_sql("drop_triggers"))
+    assert await school.conn.fetchval(triggers) == 0
