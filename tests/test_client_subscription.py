@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg
+import pytest
 
 from daemon.client.matrix import Matrix, channel_name
-from daemon.client.subscription import ClientStatus, ResultsSubscription
+from daemon.client.refetch import DatabaseRefetcher, claims_from_token
+from daemon.client.subscription import (
+    ClientStatus,
+    JoinDeniedError,
+    ResultsSubscription,
+    SubscriptionConfig,
+    is_permanent_refusal,
+    refusal_reason,
+)
 from daemon.demo.simulate import Action, perform
 from daemon.tokens import mint_token
 from tests.fixtures.client import LESSON, ResultsStack
@@ -17,6 +28,8 @@ from tests.support.waiting import eventually
 
 G = "grp-7a"
 WITHIN = 15.0
+REFUSALS_FILE = Path(__file__).parent.parent / "clients/js/test/fixtures/join-refusals.json"
+REFUSALS: list[dict[str, Any]] = json.loads(REFUSALS_FILE.read_text())["cases"]
 
 
 async def loaded(sub: ResultsSubscription) -> Matrix:
@@ -229,16 +242,65 @@ async def test_reconnects_after_the_hub_is_killed_and_refetches(
     await sub.wait_until(status_of(other, "act-define", "submitted"), WITHIN)
 
 
-async def test_a_refused_join_is_retried_with_the_reason_kept(results_stack: ResultsStack) -> None:
-    pupil_token = mint_token(
-        results_stack.jwt_secret, role="authenticated", sub=results_stack.pupil(G)
+async def denied_joins(stack: ResultsStack, code: str) -> float:
+    """The hub's count of joins it refused with this code (its /metrics)."""
+    async with aiohttp.ClientSession() as http, http.get(f"{stack.hub_url}/metrics") as response:
+        text = await response.text()
+    for line in text.splitlines():
+        if line.startswith(f'hub_denied_joins_total{{code="{code}"}}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+@pytest.mark.parametrize("case", REFUSALS, ids=[c["reason"][:40] for c in REFUSALS])
+def test_which_join_refusals_are_permanent(case: dict[str, Any]) -> None:
+    """The case table the TypeScript client shares; the reason arrives as the reply's JSON."""
+    reason = refusal_reason(Exception(json.dumps({"reason": case["reason"]})))
+    assert reason == case["reason"]
+    assert is_permanent_refusal(reason) is case["permanent"]
+
+
+async def test_a_join_the_policy_refuses_stops_with_denied(results_stack: ResultsStack) -> None:
+    pupil = results_stack.pupil(G)
+    pupil_token = mint_token(results_stack.jwt_secret, role="authenticated", sub=pupil)
+    config = SubscriptionConfig(
+        realtime_url=results_stack.hub_url,
+        access_token=pupil_token,
+        group_id=G,
+        lesson_id=LESSON,
+        rejoin_initial_backoff_s=0.01,
+        rejoin_max_backoff_s=0.05,
     )
-    sub = results_stack.subscribe(G, access_token=pupil_token)
-    await sub.wait_until(
-        lambda _, s: s.last_error is not None and "Unauthorized" in s.last_error, WITHIN
+    refetcher = DatabaseRefetcher(
+        results_stack.pool, claims_from_token(pupil_token, secret=results_stack.jwt_secret)
     )
-    assert sub.status.connection != "subscribed"
+    sub = ResultsSubscription(config, refetcher)
+    with pytest.raises(JoinDeniedError) as denied:
+        await asyncio.wait_for(sub.run(), WITHIN)  # returns: no rejoin after the refusal
+    assert denied.value.reason.startswith(
+        "Unauthorized: You do not have permissions to read from this Channel topic"
+    )
+    assert denied.value.exit_code == 4
+    assert sub.status.connection == "denied"
+    assert sub.status.last_error == denied.value.reason
     assert sub.status.subscribed_count == 0
+    assert await denied_joins(results_stack, "Unauthorized") == 1
+
+
+async def test_a_transient_join_refusal_is_retried(results_stack: ResultsStack) -> None:
+    """An expired user token (which a refresh would replace) is refused, and tried again."""
+    teacher = results_stack.school.teacher_of(G).id
+    expired = mint_token(results_stack.jwt_secret, role="authenticated", sub=teacher, ttl_s=-60)
+    anon = mint_token(results_stack.jwt_secret, role="anon")
+    sub = results_stack.subscribe(G, access_token=expired, apikey=anon)
+
+    async def refused_twice() -> bool:
+        return await denied_joins(results_stack, "InvalidJWTToken") >= 2
+
+    await eventually(refused_twice, deadline_s=WITHIN, what="a second join attempt")
+    assert sub.status.connection in ("connecting", "reconnecting")
+    assert sub.status.last_error is not None
+    assert "InvalidJWTToken: Token has expired" in sub.status.last_error
 
 
 async def test_flag_off_polls_without_subscribing(results_stack: ResultsStack) -> None:

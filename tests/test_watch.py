@@ -85,6 +85,21 @@ def test_a_running_refetch_shows_a_spinner_notice() -> None:
     assert "connect: refused" in text
 
 
+def test_a_long_reason_is_shown_whole_in_the_status_line() -> None:
+    reason = (
+        "Unauthorized: You do not have permissions to read from this Channel topic: "
+        "assignment_results:grp-7a:lesson-photosynthesis"
+    )
+    status = ClientStatus(connection="denied", last_error=reason)
+    console = Console(record=True, width=90, color_system=None)
+    console.print(render_matrix(_model(), status))
+    lines = console.export_text().splitlines()
+    assert all(len(line) <= 90 for line in lines)
+    words = " ".join(" ".join(lines).split())
+    assert f"({reason})" in words  # every word of it, none cut (rich wraps between words)
+    assert "denied" in words
+
+
 def test_needs_marking_is_highlighted() -> None:
     model = _model()
     needs = render_cell(model.cell(P1, "a2"))
@@ -158,3 +173,51 @@ async def test_watch_without_a_token_explains_what_is_needed() -> None:
     assert proc.returncode == 2
     assert "--token" in err.decode()
     assert "RESULTS_REALTIME_TEACHER_TOKEN" in err.decode()
+
+
+def _watch_env(stack: ResultsStack) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": stack.database_url,
+        "SUPABASE_URL": stack.hub_url,
+        "SUPABASE_JWT_SECRET": stack.jwt_secret,
+        "RESULTS_REALTIME_DAEMON_LOG_LEVEL": "info",
+    }
+
+
+async def test_watch_as_a_pupil_stops_at_the_refused_join_with_exit_4(
+    results_stack: ResultsStack,
+) -> None:
+    group = "grp-7a"
+    pupil = results_stack.pupil(group)
+    proc = await asyncio.create_subprocess_exec(
+        CLI, "watch", "--plain", "--group", group, "--lesson", LESSON, "--teacher", pupil,
+        "--duration", "20",
+        env=_watch_env(results_stack), stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    error = err.decode()
+    assert proc.returncode == 4, error
+    assert "Unauthorized: You do not have permissions to read from this Channel topic" in error
+    assert f"Is {pupil} a teacher of group {group}?" in error
+    events = [json.loads(line)["event"] for line in out.decode().splitlines() if line[:1] == "{"]
+    assert events.count("client.join_denied") == 1
+    assert "client.rejoin_scheduled" not in events
+    assert "denied" in out.decode()  # the final status line
+
+
+async def test_watch_rejects_a_teacher_that_is_not_a_uuid() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        CLI, "watch", "--group", "g", "--lesson", "l", "--teacher", "not-a-uuid",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2
+    assert "--teacher" in err.decode()
+    assert "not a UUID: 'not-a-uuid'" in err.decode()

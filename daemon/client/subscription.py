@@ -6,6 +6,10 @@ client only enqueue. The connection is supervised here rather than by realtime-p
 reconnect (which gives up after a few tries): after CHANNEL_ERROR, CLOSED, a join timeout or a
 dropped socket the client is torn down, rebuilt after a jittered exponential backoff, and once
 SUBSCRIBED again the whole assignment is refetched (messages may have been missed meanwhile).
+A permanent refusal of the join (`Unauthorized`: the channel's RLS policy does not let this user
+read it) is not retried: the status becomes "denied" and `run()` raises `JoinDeniedError`. The
+TypeScript client does the same (clients/js/src/subscribe.ts; shared case table
+clients/js/test/fixtures/join-refusals.json).
 With realtime switched off there is no subscription: the matrix is refetched every poll interval.
 """
 
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -23,11 +28,49 @@ from realtime import AsyncRealtimeClient, RealtimeSubscribeStates
 from daemon.client import matrix
 from daemon.client.matrix import Matrix, RefetchRequest, Snapshot
 from daemon.client.refetch import Refetcher
+from daemon.errors import ResultsRealtimeError
 from daemon.log import get_logger
 
 log = get_logger(__name__)
 
-ConnectionState = Literal["connecting", "subscribed", "reconnecting", "polling", "closed"]
+ConnectionState = Literal["connecting", "subscribed", "reconnecting", "polling", "denied", "closed"]
+
+# Join refusals that a retry cannot cure: Realtime's RLS read check said no for this user. Every
+# other refusal (rate limits, an unreachable project database, an expired token that a refresh
+# replaces, a timeout) is transient and retried with backoff.
+PERMANENT_JOIN_ERRORS = frozenset({"Unauthorized"})
+
+
+class JoinDeniedError(ResultsRealtimeError):
+    """Realtime refused the join for good (exit code 4: Realtime refusing)."""
+
+    exit_code = 4
+
+    def __init__(self, channel: str, reason: str, *, hint: str = "") -> None:
+        super().__init__(
+            f"Realtime refused the join of {channel} ({reason}); not retried, as the channel's "
+            f"policy does not let the token's user read it{'. ' + hint if hint else ''}"
+        )
+        self.channel = channel
+        self.reason = reason
+
+
+def refusal_reason(error: BaseException | str | None) -> str | None:
+    """The `reason` of a join error reply; realtime-py passes the reply as JSON text."""
+    if error is None:
+        return None
+    text = str(error)
+    with contextlib.suppress(ValueError):
+        payload = json.loads(text)
+        if isinstance(payload, dict) and isinstance(payload.get("reason"), str):
+            return str(payload["reason"])
+    return text
+
+
+def is_permanent_refusal(reason: str) -> bool:
+    """True for a join refusal a retry cannot cure (`<Code>: <message>`, the code decides)."""
+    code = reason.split(":", 1)[0].strip()
+    return code in PERMANENT_JOIN_ERRORS
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +156,10 @@ class ResultsSubscription:
     # ------------------------------------------------------------------------------ public API
 
     async def run(self) -> None:
-        """Until cancelled. Cancelling leaves the channel and closes the socket."""
+        """Until cancelled. Cancelling leaves the channel and closes the socket.
+
+        Raises JoinDeniedError (status "denied") when the join is refused for good.
+        """
         self._log.info("client.started", enabled=self.config.enabled)
         try:
             async with asyncio.TaskGroup() as tasks:
@@ -124,10 +170,13 @@ class ResultsSubscription:
                 else:
                     self._log.info("client.polling", interval_s=self.config.poll_interval_s)
                     tasks.create_task(self._poll(), name="client.poll")
+        except* JoinDeniedError as denied:
+            raise denied.exceptions[0] from None
         finally:
             self._tasks = None
-            self._set_status(connection="closed")
-            self._log.info("client.stopped")
+            if self.status.connection != "denied":
+                self._set_status(connection="closed")
+            self._log.info("client.stopped", connection=self.status.connection)
 
     async def wait_until(
         self, predicate: Callable[[Matrix, ClientStatus], bool], within_s: float
@@ -332,11 +381,24 @@ class ResultsSubscription:
                     RealtimeSubscribeStates.CLOSED: "client.closed",
                     RealtimeSubscribeStates.TIMED_OUT: "client.timed_out",
                 }.get(state, "client.channel_error")
-                self._log.warning(event, error=str(error) if error else None)
-                self._set_status(last_error=f"{state.value}: {error}" if error else state.value)
+                refusal = refusal_reason(error)
+                if (
+                    state == RealtimeSubscribeStates.CHANNEL_ERROR
+                    and not subscribed
+                    and refusal is not None
+                    and is_permanent_refusal(refusal)
+                ):
+                    self._log.error("client.join_denied", reason=refusal)
+                    self._set_status(connection="denied", last_error=refusal)
+                    await self._notify()
+                    raise JoinDeniedError(self.matrix.channel, refusal)
+                self._log.warning(event, error=refusal)
+                self._set_status(last_error=f"{state.value}: {refusal}" if refusal else state.value)
                 return subscribed
         except asyncio.CancelledError:
             await self._leave(client, channel)
+            raise
+        except JoinDeniedError:
             raise
         except Exception as exc:
             self._log.warning(

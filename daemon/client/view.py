@@ -29,6 +29,7 @@ CONNECTION_STYLES: Mapping[ConnectionState, str] = {
     "subscribed": "bold green",
     "reconnecting": "bold red",
     "polling": "magenta",
+    "denied": "bold white on red",
     "closed": "dim",
 }
 
@@ -70,7 +71,8 @@ def status_line(matrix: Matrix, status: ClientStatus) -> RenderableType:
     needs = sum(1 for cell in matrix.cells.values() if cell.needs_marking)
     line.append(f"  needs marking {needs}", style="yellow" if needs else "")
     if status.last_error and status.connection != "subscribed":
-        line.append(f"  ({status.last_error[:80]})", style="red")
+        # Whole: rich wraps it at word boundaries; a reason cut short hides what to fix.
+        line.append(f"  ({status.last_error})", style="red")
     if status.refetching:
         table = Table.grid(padding=(0, 1))
         table.add_row(Spinner("dots", style="cyan"), Text("refetching…", style="cyan"), line)

@@ -8,6 +8,7 @@ import contextlib
 import os
 import signal
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -17,7 +18,12 @@ from rich.live import Live
 
 from daemon.client.matrix import Matrix
 from daemon.client.refetch import Claims, DatabaseRefetcher, claims_from_token
-from daemon.client.subscription import ClientStatus, ResultsSubscription, SubscriptionConfig
+from daemon.client.subscription import (
+    ClientStatus,
+    JoinDeniedError,
+    ResultsSubscription,
+    SubscriptionConfig,
+)
 from daemon.client.view import render_matrix
 from daemon.config import Settings, load_settings
 from daemon.db import create_pool
@@ -43,6 +49,10 @@ ${TOKEN_ENV}), or --teacher UUID to mint one from SUPABASE_JWT_SECRET (local hub
 only). Refetches run read_assignment_results over DATABASE_URL under that teacher's claims. With
 RESULTS_REALTIME_ENABLED=false nothing subscribes and the matrix is polled every
 client.poll_interval_s seconds.
+
+A lost connection, a timeout or a transient refusal (rate limit, database unavailable) is
+retried with backoff. A join the channel's policy refuses (the user is not a teacher of the
+group: "Unauthorized") is not: watch prints the reason and exits with code 4.
 """
 
 
@@ -52,7 +62,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     who = parser.add_mutually_exclusive_group()
     who.add_argument("--token", help=f"a teacher's Supabase JWT (default: ${TOKEN_ENV})")
     who.add_argument(
-        "--teacher", help="mint a token for this teacher's user id from SUPABASE_JWT_SECRET"
+        "--teacher",
+        type=user_id,
+        metavar="UUID",
+        help="mint a token for this teacher's user id (auth.users.id) from SUPABASE_JWT_SECRET",
     )
     parser.add_argument(
         "--database-url", help="PostgreSQL DSN for refetches (default: DATABASE_URL)"
@@ -67,6 +80,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--plain", action="store_true", help="no live redraw: log lines, then the final matrix"
     )
+
+
+def user_id(value: str) -> str:
+    """A Supabase user id (auth.users.id) is a UUID; anything else could never be a teacher."""
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a UUID: {value!r} (the teacher's user id, auth.users.id)"
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,13 +144,16 @@ async def refetch_pool(database_url: str | None) -> AsyncIterator[asyncpg.Pool]:
 
 
 async def watch(target: WatchTarget, *, duration_s: float, live: bool, console: Console) -> None:
+    """Until the duration ends or a signal; raises JoinDeniedError (exit 4) on a refused join."""
     async with refetch_pool(target.database_url) as pool:
         refetcher = DatabaseRefetcher(pool, target.claims)
         title = f"results {target.config.group_id} / {target.config.lesson_id}"
         if not live:
             sub = ResultsSubscription(target.config, refetcher)
-            await _run_for(sub, duration_s)
-            console.print(render_matrix(sub.matrix, sub.status, title=title))
+            try:
+                await _run_for(sub, duration_s, target)
+            finally:
+                console.print(render_matrix(sub.matrix, sub.status, title=title))
             return
         with Live(console=console, refresh_per_second=8, transient=False) as screen:
 
@@ -136,11 +162,14 @@ async def watch(target: WatchTarget, *, duration_s: float, live: bool, console: 
 
             sub = ResultsSubscription(target.config, refetcher, on_change=redraw)
             redraw(sub.matrix, sub.status)
-            await _run_for(sub, duration_s)
+            try:
+                await _run_for(sub, duration_s, target)
+            finally:
+                redraw(sub.matrix, sub.status)
 
 
-async def _run_for(sub: ResultsSubscription, duration_s: float) -> None:
-    """Runs the subscription until the duration ends or SIGINT/SIGTERM arrives."""
+async def _run_for(sub: ResultsSubscription, duration_s: float, target: WatchTarget) -> None:
+    """Runs the subscription until the duration ends, SIGINT/SIGTERM arrives or it is denied."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -156,6 +185,16 @@ async def _run_for(sub: ResultsSubscription, duration_s: float) -> None:
                     await stop.wait()
             finally:
                 runner.cancel()
+    except* JoinDeniedError as group:
+        denied = group.exceptions[0]
+        assert isinstance(denied, JoinDeniedError)
+        who = target.claims.sub or "the token's user"
+        raise JoinDeniedError(
+            denied.channel,
+            denied.reason,
+            hint=f"Is {who} a teacher of group {target.config.group_id}? Pass --teacher or "
+            "--token of one of its teachers.",
+        ) from None
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)

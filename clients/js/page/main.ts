@@ -5,7 +5,7 @@
  */
 import { createClient } from '@supabase/supabase-js';
 
-import { cellKey, subscribeAssignmentResults } from '../src/index.js';
+import { cellKey, refusalReason, subscribeAssignmentResults } from '../src/index.js';
 import type { AssignmentResults, Cell, ConnectionStatus, MatrixState, Refetch } from '../src/index.js';
 
 interface PageConfig {
@@ -85,10 +85,12 @@ async function main(): Promise<void> {
         render(state, config.names);
         $('#messages').textContent = String(messages);
       },
-      onStatus: (status: ConnectionStatus) => {
+      onStatus: (status: ConnectionStatus, error?: unknown) => {
         const badge = $('#connection');
         badge.dataset.state = status;
-        badge.textContent = status;
+        // A denied join is final: say why (e.g. the token's user is not a teacher of the group).
+        badge.textContent =
+          status === 'denied' ? `denied: ${refusalReason(error) ?? String(error)}` : status;
       },
       onRefetching: (active) => {
         $('#refetch-notice').hidden = !active;

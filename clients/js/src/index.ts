@@ -12,6 +12,9 @@ export {
   type Step,
 } from './reducer.js';
 export {
+  isPermanentRefusal,
+  PERMANENT_JOIN_ERRORS,
+  refusalReason,
   subscribeAssignmentResults,
   type AssignmentRef,
   type AssignmentSubscription,

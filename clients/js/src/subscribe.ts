@@ -5,8 +5,11 @@
  * Subscribes first, then loads the matrix through the injected `refetch` (so nothing published in
  * between is lost); patches cells from broadcasts; refetches what a result_refresh names and the
  * whole assignment once per gap; refetches after every rejoin (messages may have been missed while
- * away); recreates the channel with backoff when it is closed or times out. With `enabled: false`
- * (the RESULTS_REALTIME_ENABLED switch) it does not subscribe and polls `refetch` instead.
+ * away); recreates the channel with backoff when it is closed or times out. A join the channel's
+ * policy refuses (`Unauthorized`) is not retried: the status becomes `denied` and the channel is
+ * removed (the Python client, daemon/client/subscription.py, does the same; shared case table
+ * test/fixtures/join-refusals.json). With `enabled: false` (the RESULTS_REALTIME_ENABLED switch)
+ * it does not subscribe and polls `refetch` instead.
  */
 import type { RealtimeChannel, SupabaseClient } from '@supabase/supabase-js';
 
@@ -26,11 +29,11 @@ export interface Handlers {
   refetch: Refetch;
   /** Every new matrix state (render it). */
   onChange?: (state: MatrixState) => void;
-  /** Connection lifecycle: connecting, subscribed, reconnecting, polling, closed. */
+  /** Connection lifecycle: connecting, subscribed, reconnecting, polling, denied, closed. */
   onStatus?: (status: ConnectionStatus, error?: unknown) => void;
   /** True while at least one refetch runs (show a short "refreshing" notice). */
   onRefetching?: (active: boolean, request: RefetchRequest) => void;
-  /** A refetch or channel error (it is retried; this is for logging). */
+  /** A refetch or channel error (retried, except a denied join; this is for logging). */
   onError?: (error: unknown) => void;
 }
 
@@ -47,6 +50,30 @@ export interface AssignmentSubscription {
   getStatus(): ConnectionStatus;
   /** Leaves the channel (or stops polling); no handler is called afterwards. */
   unsubscribe(): Promise<void>;
+}
+
+/**
+ * Join refusals a retry cannot cure: Realtime's RLS read check said no for this user. Every other
+ * refusal (rate limits, an unreachable project database, an expired token that a session refresh
+ * replaces, a timeout) is transient and retried.
+ */
+export const PERMANENT_JOIN_ERRORS: ReadonlySet<string> = new Set(['Unauthorized']);
+
+/** The `reason` of a join error reply (supabase-js puts the reply in the error's `cause`). */
+export function refusalReason(error: unknown): string | null {
+  if (!(error instanceof Error)) return null;
+  const cause: unknown = error.cause;
+  if (typeof cause === 'object' && cause !== null) {
+    const reason = (cause as { reason?: unknown }).reason;
+    if (typeof reason === 'string') return reason;
+  }
+  return null;
+}
+
+/** True for a join refusal a retry cannot cure (`<Code>: <message>`, the code decides). */
+export function isPermanentRefusal(reason: string): boolean {
+  const code = reason.split(':', 1)[0].trim();
+  return PERMANENT_JOIN_ERRORS.has(code);
 }
 
 const sameRequest = (a: RefetchRequest, b: RefetchRequest): boolean =>
@@ -167,11 +194,21 @@ export function subscribeAssignmentResults(
           reload(everSubscribed ? 'rejoined' : 'initial', everSubscribed);
           everSubscribed = true;
           break;
-        case 'CHANNEL_ERROR':
+        case 'CHANNEL_ERROR': {
+          const reason = refusalReason(error);
+          if (reason !== null && isPermanentRefusal(reason)) {
+            // Removing the channel stops supabase-js from rejoining it: no retry, by design.
+            channel = null;
+            void supabase.removeChannel(current);
+            setStatus('denied', error);
+            handlers.onError?.(error);
+            break;
+          }
           // supabase-js rejoins an errored channel by itself (and after a dropped socket).
           setStatus('reconnecting', error);
           handlers.onError?.(error);
           break;
+        }
         case 'CLOSED':
         case 'TIMED_OUT':
           setStatus('reconnecting', error);

@@ -112,11 +112,14 @@ export interface MatrixState {
   counters: Counters;
 }
 
+/** `denied`: the join was refused for good (the channel's policy does not let this user read it);
+ * the subscription stopped and does not retry. */
 export type ConnectionStatus =
   | 'connecting'
   | 'subscribed'
   | 'reconnecting'
   | 'polling'
+  | 'denied'
   | 'closed';
 
 /** The server call that runs read_assignment_results for a scope (e.g. a Next.js server action). */

@@ -1,5 +1,7 @@
 // subscribeAssignmentResults with the real supabase-js against the hub, fed by the real daemon:
 // join, patch, refresh, gap, reconnect, flag-off polling.
+import { createHmac } from 'node:crypto';
+
 import { createClient, type SupabaseClient } from '@supabase/supabase-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
@@ -47,10 +49,23 @@ interface Watched {
   until(predicate: (state: MatrixState) => boolean, what: string): Promise<MatrixState>;
 }
 
-function watch(groupIndex: number, options: { enabled?: boolean; pollIntervalMs?: number } = {}): Watched {
+/** An HS256 Supabase user token signed with the stack's JWT secret. */
+function userToken(sub: string): string {
+  const part = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const now = Math.floor(Date.now() / 1000);
+  const claims = { role: 'authenticated', sub, iat: now, exp: now + 3600 };
+  const body = `${part({ alg: 'HS256', typ: 'JWT' })}.${part(claims)}`;
+  return `${body}.${createHmac('sha256', info.jwtSecret).update(body).digest('base64url')}`;
+}
+
+function watch(
+  groupIndex: number,
+  options: { enabled?: boolean; pollIntervalMs?: number; token?: string } = {},
+): Watched {
   const group = info.groups[groupIndex];
+  const token = options.token ?? group.teacherToken;
   const supabase = createClient(info.hubUrl, info.anonKey, {
-    accessToken: async () => group.teacherToken,
+    accessToken: async () => token,
     realtime: { transport: TrackedWebSocket as unknown as typeof WebSocket },
   });
   const statuses: ConnectionStatus[] = [];
@@ -60,14 +75,14 @@ function watch(groupIndex: number, options: { enabled?: boolean; pollIntervalMs?
     supabase,
     { groupId: group.id, lessonId: info.lessonId },
     {
-      refetch: refetchVia(info, group.teacherToken, refetches),
+      refetch: refetchVia(info, token, refetches),
       onChange: () => waiters.forEach((wake) => wake()),
       onStatus: (status) => {
         statuses.push(status);
         waiters.forEach((wake) => wake());
       },
     },
-    { maxBackoffMs: 500, ...options },
+    { maxBackoffMs: 500, enabled: options.enabled, pollIntervalMs: options.pollIntervalMs },
   );
   open.push({ sub, supabase });
   const until = (predicate: (state: MatrixState) => boolean, what: string) =>
@@ -173,6 +188,17 @@ describe('subscribeAssignmentResults against the hub and the daemon', () => {
     expect(state.loaded).toBe(true);
     await answer(info, other, 'act-define', 'live again');
     await w.until(statusIs(other, 'act-define', 'submitted'), 'live messages after the rejoin');
+  });
+
+  it('stops with denied, and does not rejoin, when the policy refuses the join', async () => {
+    const pupil = info.groups[0].pupilIds[0];
+    const w = watch(0, { token: userToken(pupil) });
+    await w.until(() => w.sub.getStatus() === 'denied', 'denied');
+    expect(w.statuses.filter((s) => s === 'denied')).toHaveLength(1);
+    expect(w.statuses).not.toContain('subscribed');
+    // The channel is gone, so supabase-js has nothing to rejoin.
+    expect(open.at(-1)?.supabase.getChannels()).toHaveLength(0);
+    expect(w.refetches).toEqual([]);
   });
 
   it('polls without subscribing when realtime is switched off', async () => {
