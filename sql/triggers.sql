@@ -25,7 +25,9 @@
 -- polling anyway. The flags are read from the sequence that mirrors runtime_state at each commit
 -- (migration 0011: bit 1 enabled, bit 2 armed): a function call, where a query of the table cost
 -- the writer's insert 4 % of its rate. The payload is empty: a notification is a wake-up call,
--- the outbox is the truth.
+-- the outbox is the truth. A trigger that found the doorbell disarmed reads it again after writing
+-- its outbox rows: from then on the transaction holds a lock on the outbox, which the daemon looks
+-- for after arming (sql/queries/store_outbox_writers.sql), so a writer either rings or is seen.
 
 -- What a trigger says instead of failing the writer's statement.
 create or replace function results_realtime.warn_unrecorded_change_v1(
@@ -79,6 +81,10 @@ begin
     if v_activity_id is not null and v_pupil_id is not null then
         insert into results_realtime.outbox (activity_id, pupil_id, op, source)
         values (v_activity_id, v_pupil_id, 'insert', v_source);
+        if v_flags & 2 = 0 then  -- read again now that the outbox is locked: see above
+            v_flags := coalesce(
+                pg_sequence_last_value('results_realtime.runtime_flags'::regclass), 0);
+        end if;
         if v_flags & 2 <> 0 then
             perform pg_notify('results_realtime_v1', '');
         end if;
@@ -156,6 +162,10 @@ begin
     if v_activity_ids is not null then
         insert into results_realtime.outbox (activity_id, pupil_id, op, source)
         select * from unnest(v_activity_ids, v_pupil_ids, v_ops, v_sources);
+        if v_flags & 2 = 0 then  -- read again now that the outbox is locked: see above
+            v_flags := coalesce(
+                pg_sequence_last_value('results_realtime.runtime_flags'::regclass), 0);
+        end if;
         if v_flags & 2 <> 0 then
             perform pg_notify('results_realtime_v1', '');
         end if;
@@ -233,6 +243,10 @@ begin
         insert into results_realtime.outbox (activity_id, pupil_id, op, source, object_name)
         select a, p, o, 'upload', n from unnest(v_activity_ids, v_pupil_ids, v_ops, v_names)
             as u (a, p, o, n);
+        if v_flags & 2 = 0 then  -- read again now that the outbox is locked: see above
+            v_flags := coalesce(
+                pg_sequence_last_value('results_realtime.runtime_flags'::regclass), 0);
+        end if;
         if v_flags & 2 <> 0 then
             perform pg_notify('results_realtime_v1', '');
         end if;
@@ -283,6 +297,10 @@ begin
     if v_activity_ids is not null then
         insert into results_realtime.outbox (activity_id, pupil_id, op, source)
         select a, p, 'delete', 'system' from unnest(v_activity_ids, v_pupil_ids) as u (a, p);
+        if v_flags & 2 = 0 then  -- read again now that the outbox is locked: see above
+            v_flags := coalesce(
+                pg_sequence_last_value('results_realtime.runtime_flags'::regclass), 0);
+        end if;
         if v_flags & 2 <> 0 then
             perform pg_notify('results_realtime_v1', '');
         end if;
@@ -325,6 +343,10 @@ begin
         insert into results_realtime.outbox (activity_id, pupil_id, op, source, object_name)
         select a, p, 'delete', 'upload', n from unnest(v_activity_ids, v_pupil_ids, v_names)
             as u (a, p, n);
+        if v_flags & 2 = 0 then  -- read again now that the outbox is locked: see above
+            v_flags := coalesce(
+                pg_sequence_last_value('results_realtime.runtime_flags'::regclass), 0);
+        end if;
         if v_flags & 2 <> 0 then
             perform pg_notify('results_realtime_v1', '');
         end if;

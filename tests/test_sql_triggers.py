@@ -215,6 +215,45 @@ async def test_disarmed_doorbell_stays_silent_but_the_change_is_recorded(
         await listener.close()
 
 
+# Stands in for the daemon arming the doorbell at the worst moment: right after the trigger's
+# first look at the flags, before its outbox row is written (the flags' copy is a sequence, so the
+# arm is seen at once, as a committed arm is).
+ARM_WHEN_THE_OUTBOX_IS_WRITTEN = """
+create function public.test_arm_the_doorbell() returns trigger language plpgsql as $$
+begin
+    perform setval('results_realtime.runtime_flags', 3, true);
+    return null;
+end $$;
+create trigger test_arm_the_doorbell after insert on results_realtime.outbox
+for each statement execute function public.test_arm_the_doorbell();
+"""
+
+
+@pytest.mark.parametrize("write", ["insert", "update", "upload", "truncate"])
+async def test_a_doorbell_armed_while_the_trigger_runs_still_rings(
+    school: School, store: Store, database_url: str, write: str
+) -> None:
+    # The daemon's look for open writers after arming (store_outbox_writers.sql) can come before
+    # the writer has locked the outbox; then only a second read of the flags rings the bell.
+    if write in ("update", "truncate"):
+        await school.submit("A1", school.p1, {"text": "before"})
+    listener, heard = await _listener(database_url)
+    try:
+        await store.disarm_doorbell()
+        await school.conn.execute(ARM_WHEN_THE_OUTBOX_IS_WRITTEN)
+        if write == "insert":
+            await school.submit("A1", school.p2, {"text": "armed meanwhile"})
+        elif write == "update":
+            await school.ai_mark("A1", school.p1, 5)
+        elif write == "upload":
+            await school.upload(school.path("A2", school.p1))
+        else:
+            await school.conn.execute("truncate public.submissions")
+        assert await asyncio.wait_for(heard.get(), timeout=10) == ""
+    finally:
+        await listener.close()
+
+
 async def test_a_broken_adapter_warns_and_the_upload_still_commits(school: School) -> None:
     await school.conn.execute(
         """
