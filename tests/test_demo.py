@@ -89,3 +89,22 @@ async def test_demo_reports_a_taken_port() -> None:
     message = err.decode()
     assert f"127.0.0.1:{port}" in message
     assert "already in use" in message
+    assert "pass --web-port N" in message
+
+
+async def test_demo_names_its_own_option_for_a_taken_hub_port(database_url: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        proc = await asyncio.create_subprocess_exec(
+            CLI, "demo", "--plain", "--web-port", "0", "--hub-port", str(port),
+            env={**_env(), "DATABASE_URL": database_url},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+    message = err.decode()
+    assert proc.returncode == 5, message[-2000:]
+    assert f"the hub cannot listen on 127.0.0.1:{port}" in message
+    assert "pass --hub-port N" in message  # the demo's option; `hub` calls it --port
+    assert "--port " not in message

@@ -1,4 +1,5 @@
-"""`results-realtime hub` as a subprocess: start-up line, a port that is taken, SIGTERM."""
+"""`results-realtime hub` as a subprocess: start-up line, a port that is taken, SIGTERM, and the
+refusals to start (a short JWT secret, an unmigrated database)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,15 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import asyncpg
+import pytest
 
 from daemon.tokens import mint_token
+from tests.fixtures.db import PgServer
 
 BIN = Path(sys.executable).parent / "results-realtime"
 
@@ -36,6 +41,62 @@ def test_port_in_use_is_a_clear_error(database_url: str, jwt_secret: str) -> Non
         )
     assert proc.returncode == 5
     assert f"127.0.0.1:{port}: the port is already in use" in proc.stderr
+    assert "pass --port N" in proc.stderr
+
+
+def test_a_short_jwt_secret_is_refused(database_url: str) -> None:
+    proc = subprocess.run(
+        [str(BIN), "hub", "--port", "0"],
+        env=_env(database_url, "short"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "SUPABASE_JWT_SECRET is 5 characters long; the hub needs at least 32" in proc.stderr
+
+
+@pytest.fixture
+async def empty_database_url(pg_server: PgServer) -> AsyncIterator[str]:
+    """A database that `migrate` never ran on."""
+    name = f"rr_empty_{os.getpid()}"
+    admin = await asyncpg.connect(pg_server.dsn or None)
+    try:
+        await admin.execute(f'drop database if exists "{name}"')
+        await admin.execute(f'create database "{name}"')
+        yield pg_server.database(name)
+        await admin.execute(f'drop database if exists "{name}" with (force)')
+    finally:
+        await admin.close()
+
+
+def test_an_unmigrated_database_is_refused(empty_database_url: str, jwt_secret: str) -> None:
+    proc = subprocess.run(
+        [str(BIN), "hub", "--port", "0"],
+        env=_env(empty_database_url, jwt_secret),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert "the database is not migrated" in proc.stderr
+    assert "run `results-realtime migrate` first" in proc.stderr
+    assert "hub.started" not in proc.stdout
+
+
+async def test_a_pending_migration_is_refused(database_url: str, jwt_secret: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("delete from results_realtime.schema_migrations where version = 11")
+    finally:
+        await conn.close()
+    proc = await asyncio.create_subprocess_exec(
+        str(BIN), "hub", "--port", "0", env=_env(database_url, jwt_secret),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 3, err.decode()
+    assert "pending migrations 0011_flags_mirror; run `results-realtime migrate`" in err.decode()
 
 
 async def test_serves_then_exits_0_on_sigterm(database_url: str, jwt_secret: str) -> None:
@@ -64,7 +125,12 @@ async def test_serves_then_exits_0_on_sigterm(database_url: str, jwt_secret: str
             proc.send_signal(signal.SIGTERM)
             closing = await ws.receive(timeout=10)
             assert closing.data == 1001
+        rest = await asyncio.wait_for(proc.stdout.read(), 30)
         assert await asyncio.wait_for(proc.wait(), 30) == 0
+        events = [json.loads(line) for line in rest.decode().splitlines()]
+        gone = next(e for e in events if e["event"] == "hub.socket.disconnected")
+        assert gone["code"] == 1001  # what the hub sent, not the client's echo (1000)
+        assert gone["closed_by"] == "hub"
     finally:
         if proc.returncode is None:
             proc.kill()

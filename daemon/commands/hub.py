@@ -10,6 +10,7 @@ from daemon.config import load_settings
 from daemon.errors import ConfigError
 from daemon.heap import freeze_startup_heap
 from daemon.hub import Hub
+from daemon.hub.auth import MIN_JWT_SECRET_LENGTH
 from daemon.log import configure_logging, get_logger
 
 log = get_logger(__name__)
@@ -20,8 +21,11 @@ DESCRIPTION = (
     "and 2.0.0) and the broadcast REST API at /realtime/v1/api/broadcast, on one port, so "
     "SUPABASE_URL=http://HOST:PORT works for the daemon and for supabase-js unchanged. Tokens are "
     "verified with SUPABASE_JWT_SECRET; private channels are authorized by the RLS policies of "
-    "realtime.messages in DATABASE_URL, as Supabase Realtime does. Limits: [hub] in config.toml. "
-    "SIGTERM/SIGINT close every socket (1001) and exit 0."
+    "realtime.messages in DATABASE_URL, as Supabase Realtime does, so the database must be "
+    "migrated (`results-realtime migrate`; else the hub refuses to start, exit code 3). "
+    "SUPABASE_JWT_SECRET must have at least 32 characters (else exit code 2). Limits: [hub] in "
+    "config.toml. SIGTERM/SIGINT close every socket (1001, logged as hub.socket.disconnected "
+    "code 1001 closed_by hub) and exit 0."
 )
 
 
@@ -39,8 +43,9 @@ def run(args: argparse.Namespace) -> int:
     secret = settings.realtime.jwt_secret
     if not secret:
         raise ConfigError(
-            "the hub needs the JWT signing secret: set SUPABASE_JWT_SECRET (at least 32 "
-            "characters; the same value the clients' tokens are signed with)"
+            f"the hub needs the JWT signing secret: set SUPABASE_JWT_SECRET (at least "
+            f"{MIN_JWT_SECRET_LENGTH} characters; the same value the clients' tokens are signed "
+            "with)"
         )
     if args.port is not None and not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be between 0 and 65535; got {args.port}")

@@ -172,6 +172,7 @@ async def demo_stack(settings: Settings, options: DemoOptions) -> AsyncIterator[
                     jwt_secret=secret,
                     host=options.host,
                     port=options.hub_port,
+                    port_option="--hub-port",
                 ) as hub,
                 _daemon(_daemon_settings(settings, dsn, hub.url, secret)),
                 _pool(dsn) as pool,

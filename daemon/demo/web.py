@@ -180,12 +180,13 @@ async def _read_assignment_results(request: web.Request) -> web.Response:
     return web.json_response(result, headers={"cache-control": "no-store"})
 
 
-def bind(host: str, port: int, *, what: str) -> socket.socket:
+def bind(host: str, port: int, *, what: str, option: str = "--web-port") -> socket.socket:
+    """`option` is how the command that serves the page lets its port be changed."""
     return bind_listening_socket(
         host,
         port,
         what=what,
-        hint="Another demo running? Stop it, or pass a different port (0 picks a free one).",
+        hint=f"Another demo running? Stop it, or pass {option} N (0 picks a free port).",
     )
 
 

@@ -14,19 +14,40 @@ from types import TracebackType
 
 import asyncpg
 from aiohttp import WSCloseCode, web
+from asyncpg.pool import PoolConnectionProxy
 
 from daemon.config import HubSettings
 from daemon.db import create_pool
+from daemon.errors import ConfigError, DatabaseError
 from daemon.hub import rest
-from daemon.hub.auth import Authorizer
+from daemon.hub.auth import MIN_JWT_SECRET_LENGTH, Authorizer
 from daemon.hub.socket import websocket_handler
 from daemon.hub.state import HUB_STATE, HubState
 from daemon.log import get_logger
 from daemon.net import bind_listening_socket
+from daemon.sqlfiles import migrations, query
 
 log = get_logger(__name__)
 
 _PREFIXES = ("/realtime/v1", "")
+
+
+async def require_migrated(conn: asyncpg.Connection | PoolConnectionProxy) -> None:
+    """Every join to a private channel runs the RLS policies on realtime.messages that the
+    migrations create: on a database without them each join would be refused as Unauthorized,
+    with the cause only in the hub's log. So the hub does not start (DatabaseError, exit 3)."""
+    why = "(the hub authorizes private channels with the policies they create)"
+    if not await conn.fetchval(query("runtime_migrations_table_exists")):
+        raise DatabaseError(
+            f"the database is not migrated {why}: run `results-realtime migrate` first"
+        )
+    applied = {r["version"] for r in await conn.fetch(query("runtime_applied_migrations"))}
+    pending = [f"{m.version:04d}_{m.name}" for m in migrations() if m.version not in applied]
+    if pending:
+        raise DatabaseError(
+            f"the database is not fully migrated {why}: pending migrations "
+            f"{', '.join(pending)}; run `results-realtime migrate` first"
+        )
 
 
 class Hub:
@@ -40,10 +61,18 @@ class Hub:
         jwt_secret: str,
         host: str | None = None,
         port: int | None = None,
+        port_option: str = "--port",
     ) -> None:
+        if len(jwt_secret) < MIN_JWT_SECRET_LENGTH:
+            raise ConfigError(
+                f"SUPABASE_JWT_SECRET is {len(jwt_secret)} characters long; the hub needs at "
+                f"least {MIN_JWT_SECRET_LENGTH} (as Supabase does: the project's JWT secret, the "
+                "same value the clients' tokens are signed with)"
+            )
         self.settings = settings
         self.host = host if host is not None else settings.host
         self.port = port if port is not None else settings.port
+        self._port_option = port_option  # what the command that started us calls the port
         self._database_url = database_url
         self._jwt_secret = jwt_secret
         self._pool: asyncpg.Pool | None = None
@@ -64,12 +93,14 @@ class Hub:
             self.host,
             self.port,
             what="hub",
-            hint="Stop the other process (a running demo or hub?) or pass --port (0 picks a "
-            "free port).",
+            hint=f"Stop the other process (a running demo or hub?) or pass {self._port_option} "
+            "N (0 picks a free port).",
             backlog=1024,
         )
         try:
             self._pool = await self._connect_pool()
+            async with self._pool.acquire() as conn:
+                await require_migrated(conn)
             self.state = HubState(self.settings, self._jwt_secret, Authorizer(self._pool))
             self._runner = web.AppRunner(
                 self._app(self.state), handle_signals=False, access_log=None, shutdown_timeout=2.0
@@ -121,7 +152,7 @@ class Hub:
         """Close every socket with 1001 (going away), then the listener and the pool."""
         if self.state is not None and self.state.connections:
             closing = [
-                conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+                conn.close(WSCloseCode.GOING_AWAY, b"server shutting down")
                 for conn in list(self.state.connections)
             ]
             try:
@@ -159,6 +190,7 @@ async def run_hub(
     jwt_secret: str,
     host: str | None = None,
     port: int | None = None,
+    port_option: str = "--port",
 ) -> AsyncIterator[Hub]:
     """Start a hub for the duration of the block (port 0 picks a free port: read `hub.port`)."""
     hub = Hub(
@@ -167,6 +199,7 @@ async def run_hub(
         jwt_secret=jwt_secret,
         host=host,
         port=port,
+        port_option=port_option,
     )
     async with hub:
         yield hub

@@ -141,6 +141,11 @@ class Connection:
         except (ConnectionError, RuntimeError):
             self.transport.abort()
 
+    async def close(self, code: int, message: bytes = b"") -> None:
+        """Close from the hub's side; the disconnect log then names this code, not the echo."""
+        self._close_code = code
+        await self.ws.close(code=code, message=message)
+
     # -- reading ---------------------------------------------------------------------------
     async def run(self) -> None:
         state = self.state
@@ -161,8 +166,7 @@ class Connection:
                     msg = await self.ws.receive(timeout=idle)
                 except TimeoutError:
                     log.info("hub.socket.idle_timeout", socket=self.id, idle_timeout_s=idle)
-                    self._close_code = WSCloseCode.OK
-                    await self.ws.close(code=WSCloseCode.OK)
+                    await self.close(WSCloseCode.OK)
                     break
                 if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     await self._dispatch(msg.data)
@@ -177,10 +181,14 @@ class Connection:
                 self.drop_channel(channel)
             state.connections.discard(self)
             state.metrics.sockets.dec()
+            # The code of whoever closed first: when the hub did, ws.close_code is only the
+            # client's echo of it (aiohttp's clients echo 1000 whatever the hub sent).
+            by_hub = self._close_code is not None
             log.info(
                 "hub.socket.disconnected",
                 socket=self.id,
-                code=self.ws.close_code or self._close_code,
+                code=self._close_code if by_hub else self.ws.close_code,
+                closed_by="hub" if by_hub else "client",
                 channels=joined,
                 seconds=round(time.monotonic() - started, 3),
             )
