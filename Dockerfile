@@ -18,8 +18,9 @@ COPY config.toml /etc/results-realtime/config.toml
 ENV RESULTS_REALTIME_CONFIG=/etc/results-realtime/config.toml
 USER results-realtime
 EXPOSE 8085
+# The probe reads the settings as `run` does, so it follows RESULTS_REALTIME_DAEMON_HEALTH_PORT.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
-  CMD ["python", "-c", "import sys,urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8085/healthz', timeout=2).status == 200 else 1)"]
+  CMD ["python", "-m", "daemon.healthcheck"]
 # Exec form: SIGTERM reaches Python directly, which drains and exits 0.
 ENTRYPOINT ["results-realtime"]
 CMD ["run"]

@@ -48,6 +48,7 @@ exit codes: 0 ok, 1 unexpected error, 2 bad usage or configuration, 3 database p
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser; each subcommand's own parser is in `parser.subcommands`."""
     parser = argparse.ArgumentParser(
         prog="results-realtime",
         description="Live results for the teacher's dashboard: SQL triggers -> daemon -> "
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    children: dict[str, argparse.ArgumentParser] = {}
     for name, module_name in SUBCOMMANDS.items():
         module = cast(Subcommand, importlib.import_module(module_name))
         child = sub.add_parser(
@@ -74,12 +76,25 @@ def build_parser() -> argparse.ArgumentParser:
         )
         module.add_arguments(child)
         child.set_defaults(handler=module.run)
+        children[name] = child
+    parser.set_defaults(subcommands=children)
     return parser
+
+
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Like parse_args, but an unknown option of a subcommand is reported with that
+    subcommand's usage (argparse leaves them to the top-level parser, whose usage says nothing
+    about the subcommand's options)."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        child: argparse.ArgumentParser = args.subcommands[args.command]
+        child.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     try:
         code: int = args.handler(args)
         return code

@@ -7,13 +7,16 @@ default < config file < environment. Errors name the key, its source and what is
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from daemon.errors import ConfigError
 
@@ -30,6 +33,20 @@ WELL_KNOWN_ENV: dict[tuple[str, str], str] = {
 SECRET_KEYS: frozenset[tuple[str, str]] = frozenset(
     {("realtime", "service_role_key"), ("realtime", "jwt_secret")}
 )
+ENV_PREFIX = "RESULTS_REALTIME_"
+# RESULTS_REALTIME_* variables that are not settings' twins: they are read elsewhere (the config
+# file's path, the demo's page assets, watch's teacher token, the JS tests' Python). Any other
+# RESULTS_REALTIME_* variable is a configuration error, as an unknown key in config.toml is.
+OTHER_ENV: frozenset[str] = frozenset(
+    {
+        CONFIG_ENV,
+        "RESULTS_REALTIME_DEMO_ASSETS",
+        "RESULTS_REALTIME_TEACHER_TOKEN",
+        "RESULTS_REALTIME_PYTHON",
+    }
+)
+DSN_FORM = "postgresql://user:password@host:5432/dbname"
+_KEYWORD_DSN = re.compile(r"^\s*[A-Za-z_]+\s*=")
 
 
 class _Section(BaseModel):
@@ -43,12 +60,28 @@ class DatabaseSettings(_Section):
     )
     connect_timeout_s: float = Field(default=10.0, gt=0)
 
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        problem = dsn_problem(value) if value else None
+        if problem:
+            raise ValueError(problem)
+        return value
+
 
 class RealtimeSettings(_Section):
     enabled: bool = Field(default=True, description="Master switch (RESULTS_REALTIME_ENABLED).")
     url: str = Field(default="http://127.0.0.1:54321", description="Supabase project URL.")
     service_role_key: str | None = Field(default=None, description="Service-role JWT (secret).")
     jwt_secret: str | None = Field(default=None, description="JWT signing secret (secret).")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        problem = http_url_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class DaemonSettings(_Section):
@@ -141,24 +174,70 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(
             f"config file {path} does not exist; pass an existing file or none"
         ) from None
+    except IsADirectoryError:
+        raise ConfigError(
+            f"config file {path} is a directory; pass the path of a TOML file (config.toml)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text (a TOML file)") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
 
-def _default_path(env: Mapping[str, str]) -> Path | None:
+def config_path(path: Path | None = None, env: Mapping[str, str] | None = None) -> Path | None:
+    """The file load_settings reads: --config, else $RESULTS_REALTIME_CONFIG, else ./config.toml
+    if there is one (None: defaults and environment only)."""
+    env = os.environ if env is None else env
+    if path:
+        return path
     if env.get(CONFIG_ENV):
         return Path(env[CONFIG_ENV])
     local = Path("config.toml")
     return local if local.is_file() else None
 
 
+def known_env_names() -> frozenset[str]:
+    """Every environment variable the package reads: the settings' twins and OTHER_ENV."""
+    names = {
+        env_name(section, key)
+        for section, model in _sections().items()
+        for key in model.model_fields
+    }
+    return frozenset(names | OTHER_ENV)
+
+
+def _unknown_env(env: Mapping[str, str]) -> list[str]:
+    """RESULTS_REALTIME_* variables that nothing reads (a typo would otherwise go unnoticed)."""
+    known = known_env_names()
+    # RESULTS_REALTIME_REALTIME_URL and the like: keys whose twin has a well-known name instead
+    twins = {
+        f"{ENV_PREFIX}{section}_{key}".upper(): (f"{section}.{key}", name)
+        for (section, key), name in WELL_KNOWN_ENV.items()
+    }
+    problems = []
+    for name in sorted(env):
+        if not name.startswith(ENV_PREFIX) or name in known or env[name] == "":
+            continue
+        if name in twins:
+            key, twin = twins[name]
+            hint = f"; {key}'s environment variable is {twin}"
+        else:
+            close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else ""
+        problems.append(f"environment variable {name}: no setting has this name{hint}")
+    return problems
+
+
 def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Merge defaults, the TOML file and the environment into validated, frozen Settings."""
     env = os.environ if env is None else env
-    path = path or _default_path(env)
+    path = config_path(path, env)
     raw: dict[str, Any] = _read_file(path) if path else {}
     sources: dict[tuple[str, str], str] = {}
     sections = _sections()
+    problems = _unknown_env(env)
     for section in raw:
         if section not in sections:
             known = ", ".join(sorted(sections))
@@ -167,16 +246,23 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
             raise ConfigError(f"{path}: [{section}] must be a table of keys")
         for key in raw[section]:
             sources[(section, key)] = f"{path}"
+            if (section, key) in SECRET_KEYS:
+                problems.append(
+                    f"{section}.{key} (from {path}): a secret, not read from config files; "
+                    f"remove it from the file and set environment variable "
+                    f"{env_name(section, key)} instead"
+                )
     for section, model in sections.items():
         for key in model.model_fields:
             name = env_name(section, key)
             if name in env and env[name] != "":
                 raw.setdefault(section, {})[key] = env[name]
                 sources[(section, key)] = f"environment variable {name}"
+    if problems:  # before validation: a secret from a file must never be used, even to fail
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
     try:
         return Settings.model_validate(raw)
     except ValidationError as exc:
-        problems = []
         for error in exc.errors():
             loc = [str(part) for part in error["loc"]]
             dotted = ".".join(loc)
@@ -185,9 +271,74 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
                 known = ", ".join(sections[loc[0]].model_fields) if loc[0] in sections else ""
                 problems.append(f"{dotted} (from {where}): unknown key; known keys: {known}")
             else:
-                got = error.get("input")
-                problems.append(f"{dotted} (from {where}): {error['msg']}; got {got!r}")
+                message = str(error["msg"]).removeprefix("Value error, ")
+                got = _shown(tuple(loc[:2]), error.get("input"))
+                problems.append(f"{dotted} (from {where}): {message}; got {got!r}")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None
+
+
+def _shown(key: tuple[str, ...], value: Any) -> Any:
+    """A rejected value as an error message may repeat it: never a secret or a password."""
+    if key in SECRET_KEYS:
+        return "***"
+    if key == ("database", "url") and isinstance(value, str):
+        return redact_dsn(value)
+    return value
+
+
+def database_url(settings: Settings, override: str | None) -> str | None:
+    """The DSN a command uses: --database-url (validated like database.url) or the setting."""
+    if not override:
+        return settings.database.url
+    problem = dsn_problem(override)
+    if problem:
+        raise ConfigError(f"--database-url: {problem}; got {redact_dsn(override)!r}")
+    return override
+
+
+def dsn_problem(dsn: str) -> str | None:
+    """Why asyncpg cannot use this DSN, or None. The words never repeat the DSN (a password)."""
+    scheme, sep, _ = dsn.strip().partition("://")
+    if not sep:
+        if _KEYWORD_DSN.match(dsn):
+            return (
+                "a libpq keyword/value string (host=... dbname=...) is not supported (asyncpg "
+                f"reads URLs only); write it as a URL, {DSN_FORM}, or leave the setting unset "
+                "and use the PG* variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE)"
+            )
+        return f"not a PostgreSQL URL; expected {DSN_FORM}"
+    if scheme.lower() not in ("postgresql", "postgres"):
+        return (
+            f"the scheme must be postgresql:// or postgres://, not {scheme}://; expected {DSN_FORM}"
+        )
+    try:
+        netloc = urlsplit(dsn.strip()).netloc
+    except ValueError as exc:
+        return f"not a valid URL ({exc}); expected {DSN_FORM}"
+    for host in netloc.rpartition("@")[2].split(","):  # asyncpg takes host1:port1,host2:port2
+        port = host.rpartition("]")[2] if host.startswith("[") else host
+        _, colon, port = port.rpartition(":")
+        if colon and port and not (port.isdigit() and 1 <= int(port) <= 65535):
+            return f"port {port!r} is not a number from 1 to 65535; expected {DSN_FORM}"
+    return None
+
+
+def http_url_problem(url: str) -> str | None:
+    """Why this is not a usable http(s) base URL, or None."""
+    expected = "expected an http:// or https:// URL such as https://<ref>.supabase.co"
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as exc:
+        return f"not a valid URL ({exc}); {expected}"
+    if parts.scheme not in ("http", "https"):
+        shown = f"not {parts.scheme}://" if parts.scheme else "and it has none"
+        return f"the scheme must be http:// or https://, {shown}; {expected}"
+    if not parts.hostname:
+        return f"no host name; {expected}"
+    if port == 0:
+        return f"port 0 is not a port to connect to; {expected}"
+    return None
 
 
 def redacted(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -204,13 +355,15 @@ def redacted(settings: Settings) -> dict[str, dict[str, Any]]:
     return out
 
 
+_SECRET_VALUE = re.compile(r"\b(password|sslpassword)(\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*)", re.I)
+
+
 def redact_dsn(dsn: str) -> str:
-    """Hide a password inside a DSN (postgresql://user:secret@host/db -> user:***@host)."""
+    """Hide every password a DSN can carry, for every message and log line that shows one:
+    postgresql://user:secret@host/db, ...?password=secret, and libpq's password=secret."""
     scheme, sep, rest = dsn.partition("://")
-    if not sep or "@" not in rest:
-        return dsn
-    creds, _, host = rest.rpartition("@")
-    if ":" in creds:
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return dsn
+    if sep and "@" in rest:
+        creds, _, host = rest.rpartition("@")  # the last @: a password may hold '?' or '/'
+        if ":" in creds:
+            rest = f"{creds.split(':', 1)[0]}:***@{host}"
+    return _SECRET_VALUE.sub(lambda m: f"{m[1]}{m[2]}***", f"{scheme}{sep}{rest}")

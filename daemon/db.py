@@ -6,11 +6,15 @@ from typing import Any
 
 import asyncpg
 
-from daemon.config import redact_dsn
-from daemon.errors import DatabaseError
+from daemon.config import dsn_problem, redact_dsn
+from daemon.errors import ConfigError, DatabaseError, describe
 
 _CONNECT_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# What asyncpg raises for connection settings it cannot use (it parses them before connecting):
+# a bad sslmode or URL, a port out of range (OverflowError), a PGPORT that is not a number.
+_SETTINGS_ERRORS = (asyncpg.ClientConfigurationError, ValueError, OverflowError)
 APP_NAME = "results-realtime"
+_SET_IT = "Set DATABASE_URL (or database.url in config.toml)"
 
 
 def _settings(role: str, extra: dict[str, str] | None) -> dict[str, str]:
@@ -18,12 +22,56 @@ def _settings(role: str, extra: dict[str, str] | None) -> dict[str, str]:
     return {"application_name": f"{APP_NAME} {role}".strip(), **(extra or {})}
 
 
-def _unreachable(dsn: str | None, exc: BaseException, purpose: str) -> DatabaseError:
-    where = redact_dsn(dsn) if dsn else "the server named by PG* variables (or localhost:5432)"
+def where(dsn: str | None) -> str:
+    """The server a DSN names, for messages: its password redacted."""
+    return redact_dsn(dsn) if dsn else "the server named by PG* variables (or localhost:5432)"
+
+
+def _check_dsn(dsn: str | None) -> None:
+    """--database-url of any command, or a DSN given in code, fails as configuration (exit 2)."""
+    problem = dsn_problem(dsn) if dsn else None
+    if problem:
+        raise ConfigError(f"DATABASE_URL (or database.url, --database-url): {problem}")
+
+
+def _reason(exc: BaseException, timeout_s: float) -> str:
+    """What went wrong, never empty: asyncpg's timeout is a TimeoutError without text."""
+    if isinstance(exc, TimeoutError):
+        return f"timed out after {timeout_s:g} s (database.connect_timeout_s)"
+    return str(exc).strip() or describe(exc)
+
+
+def _advice(exc: BaseException) -> str:
+    """The fix that fits the failure: the server answered, or it did not."""
+    if isinstance(exc, asyncpg.InvalidPasswordError):
+        return "Check the user name and password in DATABASE_URL (or PGUSER / PGPASSWORD)."
+    if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
+        return (
+            "The server refused this role: check the user name and password in DATABASE_URL "
+            "(or PGUSER / PGPASSWORD), and that the role may log in from here (pg_hba.conf)."
+        )
+    if isinstance(exc, asyncpg.InvalidCatalogNameError):
+        return "Create that database, or fix the database name in DATABASE_URL (or PGDATABASE)."
+    if isinstance(exc, asyncpg.TooManyConnectionsError | asyncpg.CannotConnectNowError):
+        return "The server is reachable but not accepting connections now; try again shortly."
+    if isinstance(exc, asyncpg.PostgresError):
+        return f"The server answered but refused the connection. {_SET_IT} to a usable server."
+    return f"{_SET_IT} to a reachable server (check the host and port, and that it is running)."
+
+
+def connect_error(dsn: str | None, exc: BaseException, purpose: str, timeout_s: float) -> Exception:
+    """What a failed connect becomes: a configuration error (exit 2) or a database one (3)."""
+    """The error a failed connect becomes: configuration (exit 2) or database (exit 3)."""
     why = f" {purpose}" if purpose else ""
+    if isinstance(exc, _SETTINGS_ERRORS):
+        return ConfigError(
+            f"the connection settings for {where(dsn)}{why} are invalid: "
+            f"{redact_dsn(_reason(exc, timeout_s))}. {_SET_IT} to a URL such as "
+            "postgresql://user:password@host:5432/dbname (PG* variables: PGHOST, PGPORT, ...)."
+        )
     return DatabaseError(
-        f"cannot connect to PostgreSQL at {where}{why}: {exc}. "
-        "Set DATABASE_URL (or database.url in config.toml) to a reachable server."
+        f"cannot connect to PostgreSQL at {where(dsn)}{why}: "
+        f"{redact_dsn(_reason(exc, timeout_s))}. {_advice(exc)}"
     )
 
 
@@ -39,12 +87,13 @@ async def connect(
 
     `role` names the session in pg_stat_activity (application_name 'results-realtime ROLE').
     """
+    _check_dsn(dsn)
     try:
         conn: asyncpg.Connection = await asyncpg.connect(
             dsn or None, timeout=connect_timeout, server_settings=_settings(role, server_settings)
         )
-    except _CONNECT_ERRORS as exc:
-        raise _unreachable(dsn, exc, purpose) from exc
+    except _SETTINGS_ERRORS + _CONNECT_ERRORS as exc:
+        raise connect_error(dsn, exc, purpose, connect_timeout) from exc
     return conn
 
 
@@ -58,6 +107,7 @@ async def create_pool(
     **options: Any,
 ) -> asyncpg.Pool:
     """A pool whose first connection is made now, so a bad DSN fails here, clearly."""
+    _check_dsn(dsn)
     try:
         pool: asyncpg.Pool | None = await asyncpg.create_pool(
             dsn or None,
@@ -67,8 +117,8 @@ async def create_pool(
             server_settings=_settings(role, options.pop("server_settings", None)),
             **options,
         )
-    except _CONNECT_ERRORS as exc:
-        raise _unreachable(dsn, exc, purpose) from exc
+    except _SETTINGS_ERRORS + _CONNECT_ERRORS as exc:
+        raise connect_error(dsn, exc, purpose, connect_timeout) from exc
     if pool is None:  # only when create_pool is awaited twice; never here
         raise DatabaseError("asyncpg returned no pool")
     return pool

@@ -12,6 +12,7 @@ from tests.fixtures.hub import RunningHub
 from tests.support.capture_server import CaptureServer
 from tests.support.daemon import SERVICE_KEY
 from tests.support.process import cli_env, run_cli
+from tests.support.silent_server import silent_server
 from tests.support.tcp_proxy import TcpProxy
 
 
@@ -118,3 +119,155 @@ async def test_invalid_config_exits_2_naming_the_key(database_url: str, tmp_path
     code, _, err = await run_cli(["check"], env, tmp_path)
     assert code == 2
     assert "publish.max_messages_per_second" in err
+
+
+async def test_a_query_password_is_redacted_everywhere(
+    database_url: str, capture_server: CaptureServer, tmp_path: Path
+) -> None:
+    dsn = f"{database_url}?password=hunter2q"  # the test server trusts; the password is unused
+    code, out, err = await run_cli(["check"], cli_env(dsn, capture_server.url), tmp_path)
+    assert code == 0, err
+    assert "hunter2q" not in out + err
+    assert "password=***" in out
+    assert "ok    database    postgresql://" in out
+
+
+async def test_a_keyword_dsn_is_refused_as_configuration_without_echoing_it(
+    capture_server: CaptureServer, tmp_path: Path
+) -> None:
+    dsn = "host=127.0.0.1 port=5432 dbname=x user=postgres password=hunter2kv"
+    code, out, err = await run_cli(["check"], cli_env(dsn, capture_server.url), tmp_path)
+    assert code == 2
+    assert "keyword/value string (host=... dbname=...) is not supported" in err
+    assert "postgresql://user:password@host:5432/dbname" in err  # the form it expects
+    assert "hunter2kv" not in out + err
+
+
+async def test_an_out_of_range_port_is_a_configuration_error(
+    capture_server: CaptureServer, tmp_path: Path
+) -> None:
+    dsn = "postgresql://postgres@127.0.0.1:99999/x"
+    for args in (["check"], ["check", "--database-url", dsn]):
+        code, _, err = await run_cli(args, cli_env(dsn, capture_server.url), tmp_path)
+        assert code == 2, err
+        assert "port '99999' is not a number from 1 to 65535" in err
+        assert "Traceback" not in err
+
+
+async def test_a_realtime_url_that_is_no_url_is_a_configuration_error(
+    database_url: str, tmp_path: Path
+) -> None:
+    env = cli_env(database_url, "ftp://example.com")
+    code, _, err = await run_cli(["check"], env, tmp_path)
+    assert code == 2
+    assert "realtime.url (from environment variable SUPABASE_URL)" in err
+
+
+async def test_a_directory_as_config_is_a_configuration_error(tmp_path: Path) -> None:
+    code, _, err = await run_cli(
+        ["check", "--config", str(tmp_path)], cli_env(None, None), tmp_path
+    )
+    assert code == 2
+    assert "is a directory" in err
+    assert "Traceback" not in err
+
+
+async def test_a_secret_in_the_config_file_is_refused_and_not_sent(
+    database_url: str, capture_server: CaptureServer, tmp_path: Path
+) -> None:
+    config = tmp_path / "s.toml"
+    config.write_text('[realtime]\nservice_role_key = "eyJsecretinfile"\n')
+    env = cli_env(database_url, None, SUPABASE_URL=capture_server.url)
+    code, out, err = await run_cli(["check", "--config", str(config)], env, tmp_path)
+    assert code == 2
+    assert "set environment variable SUPABASE_SERVICE_ROLE_KEY instead" in err
+    assert "eyJsecretinfile" not in out + err
+    assert capture_server.requests == []
+
+
+async def test_an_unknown_variable_is_a_configuration_error(
+    database_url: str, tmp_path: Path
+) -> None:
+    env = cli_env(database_url, None, RESULTS_REALTIME_DAEMON_BATCHSIZE="5")
+    code, _, err = await run_cli(["check"], env, tmp_path)
+    assert code == 2
+    assert "did you mean RESULTS_REALTIME_DAEMON_BATCH_SIZE?" in err
+
+
+async def test_a_connect_timeout_says_so(capture_server: CaptureServer, tmp_path: Path) -> None:
+    async with silent_server() as silent:
+        env = cli_env(
+            silent.dsn("hunter2"),
+            capture_server.url,
+            RESULTS_REALTIME_DATABASE_CONNECT_TIMEOUT_S="0.5",
+        )
+        code, _, err = await run_cli(["check"], env, tmp_path)
+    assert code == 3
+    assert "timed out after 0.5 s (database.connect_timeout_s)" in err
+    assert ": ." not in err
+    assert "hunter2" not in err
+
+
+async def test_an_unknown_database_advises_creating_it(
+    pg_server: PgServer, capture_server: CaptureServer, tmp_path: Path
+) -> None:
+    env = cli_env(pg_server.database("rr_no_such_database"), capture_server.url)
+    code, _, err = await run_cli(["check"], env, tmp_path)
+    assert code == 3
+    assert 'database "rr_no_such_database" does not exist' in err
+    assert "Create that database, or fix the database name" in err
+    assert "reachable server" not in err
+
+
+async def test_the_database_flag_off_is_a_warning_not_ok(
+    database_url: str, db: asyncpg.Connection, capture_server: CaptureServer, tmp_path: Path
+) -> None:
+    """After `RESULTS_REALTIME_ENABLED=false run`, the triggers record nothing: say so."""
+    await db.execute("update results_realtime.runtime_state set enabled = false")
+    code, out, err = await run_cli(["check"], cli_env(database_url, capture_server.url), tmp_path)
+    assert code == 0, err  # a warning does not fail the check
+    assert "warn  flag        realtime.enabled is on, but the database's flag is off" in out
+    assert "ok    flag" not in out
+    assert "all checks passed (1 warning)" in out
+
+
+async def test_the_flag_on_in_both_places_is_ok(
+    database_url: str, capture_server: CaptureServer, tmp_path: Path
+) -> None:
+    code, out, _ = await run_cli(["check"], cli_env(database_url, capture_server.url), tmp_path)
+    assert code == 0
+    assert "ok    flag        realtime.enabled is on, and the triggers are recording" in out
+    assert "warn" not in out
+
+
+async def test_a_short_jwt_secret_gives_one_clear_message(
+    database_url: str, tmp_path: Path
+) -> None:
+    env = cli_env(
+        database_url, None, SUPABASE_URL="http://127.0.0.1:9", SUPABASE_JWT_SECRET="short"
+    )
+    code, out, err = await run_cli(["check"], env, tmp_path)
+    assert code == 2
+    assert "SUPABASE_JWT_SECRET is 5 characters long; a JWT secret has at least 32" in err
+    assert "Warning" not in out + err  # no raw InsecureKeyLengthWarning
+    assert "service_role key)" not in err
+
+
+async def test_says_which_config_file_it_read(
+    database_url: str, capture_server: CaptureServer, tmp_path: Path
+) -> None:
+    config = tmp_path / "mine.toml"
+    config.write_text("[daemon]\nbatch_size = 7\n")
+    env = cli_env(database_url, capture_server.url)
+    code, out, _ = await run_cli(["check", "--config", str(config)], env, tmp_path)
+    assert code == 0
+    assert f"ok    config      {config.resolve()} (--config)" in out
+    code, out, _ = await run_cli(["check"], env, tmp_path)  # no ./config.toml there
+    assert "ok    config      no config file" in out
+
+
+async def test_a_bad_option_prints_the_subcommands_usage(tmp_path: Path) -> None:
+    code, _, err = await run_cli(["check", "--bogus"], cli_env(None, None), tmp_path)
+    assert code == 2
+    assert "usage: results-realtime check" in err
+    assert "unrecognized arguments: --bogus" in err

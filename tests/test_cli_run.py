@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -12,10 +13,12 @@ import asyncpg
 import pytest
 
 from daemon.localpg import free_port
+from tests.fixtures.db import PgServer
 from tests.support.capture_server import CaptureServer
 from tests.support.cells import assert_gapless, cell_is
 from tests.support.process import CliProcess, cli_env, run_cli
 from tests.support.school import School, seed_school, submit_text
+from tests.support.silent_server import silent_server
 from tests.support.waiting import eventually
 
 
@@ -188,3 +191,105 @@ async def test_taken_health_port_exits_5(
         code, _, err = await run_cli(["run", "--health-port", str(port)], env, tmp_path)
     assert code == 5
     assert "--health-port" in err
+
+
+async def test_an_unmigrated_database_exits_3_and_says_migrate(
+    pg_server: PgServer, capture_server: CaptureServer, tmp_path: Path
+) -> None:
+    admin = await asyncpg.connect(pg_server.dsn or None)
+    name = "rr_run_unmigrated"
+    try:
+        await admin.execute(f"drop database if exists {name} with (force)")
+        await admin.execute(f"create database {name}")
+        env = cli_env(pg_server.database(name), capture_server.url)
+        code, out, err = await run_cli(["run", "--health-port", "0"], env, tmp_path)
+    finally:
+        await admin.execute(f"drop database if exists {name} with (force)")
+        await admin.close()
+    assert code == 3, err
+    assert "not migrated" in err
+    assert "run `results-realtime migrate`" in err
+    assert "Traceback" not in err
+    assert "daemon.st" not in out  # refused before it started: neither started nor stopped
+
+
+async def test_pending_migrations_are_refused_by_name(
+    database_url: str, db: asyncpg.Connection, capture_server: CaptureServer, tmp_path: Path
+) -> None:
+    await db.execute("delete from results_realtime.schema_migrations where version = 11")
+    env = cli_env(database_url, capture_server.url)
+    code, out, err = await run_cli(["run", "--health-port", "0"], env, tmp_path)
+    assert code == 3, out
+    assert "pending migrations 0011_flags_mirror" in err
+    assert "run `results-realtime migrate`" in err
+    assert "leader.acquired" not in out
+
+
+async def test_a_configuration_error_logs_no_start_or_stop(
+    database_url: str, tmp_path: Path
+) -> None:
+    env = cli_env(database_url, None, SUPABASE_URL="http://127.0.0.1:9")  # no credential
+    code, out, err = await run_cli(["run", "--health-port", "0"], env, tmp_path)
+    assert code == 2
+    assert "no Realtime credential" in err
+    assert "daemon.stopped" not in out
+    assert "daemon.started" not in out
+
+
+async def test_the_started_log_line_redacts_a_query_password(
+    database_url: str, capture_server: CaptureServer, tmp_path: Path
+) -> None:
+    dsn = f"{database_url}?password=hunter2q"  # the test server trusts; the password is unused
+    async with await start_daemon(dsn, capture_server, tmp_path) as daemon:
+        started = await daemon.wait_event("daemon.started")
+        daemon.signal(signal.SIGTERM)
+        assert await daemon.wait() == 0
+    assert started["config"]["database"]["url"].endswith("?password=***")
+    assert "hunter2q" not in "\n".join(daemon.text) + daemon.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_a_signal_during_the_first_connect_stops_at_once(
+    capture_server: CaptureServer, tmp_path: Path, sig: signal.Signals
+) -> None:
+    """A server that accepts TCP and never answers: the connect would wait 30 s."""
+    async with silent_server() as silent:
+        env = cli_env(
+            silent.dsn(),
+            capture_server.url,
+            RESULTS_REALTIME_DATABASE_CONNECT_TIMEOUT_S="30",
+            RESULTS_REALTIME_DAEMON_SHUTDOWN_TIMEOUT_S="20",  # far beyond the deadline below
+        )
+        daemon = await CliProcess.start(["run", "--health-port", "0"], env, tmp_path)
+        async with daemon:
+            await asyncio.wait_for(silent.accepted.wait(), 15)
+            daemon.signal(sig)
+            code = await daemon.wait(deadline_s=5)
+    assert code == 0, daemon.stderr
+    assert not daemon.seen("daemon.stop_timeout")
+    assert daemon.stderr == ""
+
+
+async def test_the_container_healthcheck_probes_the_configured_port(
+    database_url: str, capture_server: CaptureServer, tmp_path: Path
+) -> None:
+    port = free_port()
+
+    async def healthcheck(**env: str) -> int:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "daemon.healthcheck",
+            env=cli_env(None, None, **env),
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        return await asyncio.wait_for(proc.wait(), 15)
+
+    assert await healthcheck(RESULTS_REALTIME_DAEMON_HEALTH_PORT=str(port)) == 1  # nothing there
+    async with await start_daemon(database_url, capture_server, tmp_path, port) as daemon:
+        await daemon.wait_event("leader.acquired")
+        assert await healthcheck(RESULTS_REALTIME_DAEMON_HEALTH_PORT=str(port)) == 0
+        daemon.signal(signal.SIGTERM)
+        assert await daemon.wait() == 0

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import load_settings, redacted
+from daemon.config import database_url, known_env_names, load_settings, redact_dsn, redacted
 from daemon.errors import ConfigError
 
 
@@ -63,3 +63,136 @@ def test_secrets_are_redacted() -> None:
     for secret in ("service-secret", "jwt-secret", "pw123"):
         assert secret not in shown
     assert "postgresql://app:***@db:5432/app" in shown
+
+
+@pytest.mark.parametrize(
+    ("dsn", "secret"),
+    [
+        ("postgresql://app:pw123@db:5432/app", "pw123"),
+        ("postgresql://app@db:5432/app?password=pw123", "pw123"),
+        ("postgresql://app@db/app?sslmode=disable&sslpassword=pw123&x=1", "pw123"),
+        ("postgresql://app:p?w/123@db/app", "p?w/123"),  # a password holding URL delimiters
+        ("host=db user=app password=pw123 dbname=app", "pw123"),
+        ("host=db password='pw 123' dbname=app", "pw 123"),
+    ],
+)
+def test_redact_dsn_hides_every_form_of_password(dsn: str, secret: str) -> None:
+    shown = redact_dsn(dsn)
+    assert secret not in shown
+    assert "***" in shown
+    assert "db" in shown  # the server is still named
+
+
+def test_redacted_config_hides_a_query_password() -> None:
+    env = {"DATABASE_URL": "postgresql://app@db:5432/app?password=hunter2q"}
+    shown = str(redacted(load_settings(None, env)))
+    assert "hunter2q" not in shown
+    assert "postgresql://app@db:5432/app?password=***" in shown
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("host=db user=app password=pw123", "keyword/value string .* is not supported"),
+        ("not a url", "not a PostgreSQL URL; expected postgresql://"),
+        ("mysql://app@db/app", "scheme must be postgresql:// or postgres://, not mysql://"),
+        ("postgresql://app:pw123@db:99999/app", "port '99999' is not a number from 1 to 65535"),
+        ("postgresql://app:pw123@db:abc/app", "port 'abc' is not a number"),
+        ("postgresql://app@[::1/app", "not a valid URL"),
+    ],
+)
+def test_a_database_url_asyncpg_cannot_use_is_a_config_error(value: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected) as info:
+        load_settings(None, {"DATABASE_URL": value})
+    assert "database.url (from environment variable DATABASE_URL)" in str(info.value)
+    assert "pw123" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "postgresql:///app",
+        "postgres://app@db/app",
+        "postgresql://h1:5432,h2:5433/app",
+        "postgresql://[::1]:5432/app",
+    ],
+)
+def test_database_urls_asyncpg_accepts_pass(value: str) -> None:
+    assert load_settings(None, {"DATABASE_URL": value}).database.url == value
+
+
+def test_database_url_override_is_validated_too() -> None:
+    settings = load_settings(None, {})
+    with pytest.raises(ConfigError, match=r"--database-url: port '0'") as info:
+        database_url(settings, "postgresql://app:pw123@db:0/app")
+    assert "pw123" not in str(info.value)
+    assert database_url(settings, "postgresql://db/app") == "postgresql://db/app"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("not a url", "scheme must be http:// or https://"),
+        ("ftp://example.com", "not ftp://"),
+        ("http://", "no host name"),
+        ("http://127.0.0.1:99999", "not a valid URL"),
+    ],
+)
+def test_a_realtime_url_that_is_not_http_is_a_config_error(value: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected) as info:
+        load_settings(None, {"SUPABASE_URL": value})
+    assert "realtime.url (from environment variable SUPABASE_URL)" in str(info.value)
+
+
+def test_a_directory_as_config_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"is a directory; pass the path of a TOML file"):
+        load_settings(tmp_path, {})
+
+
+@pytest.mark.parametrize(
+    ("key", "env"),
+    [("service_role_key", "SUPABASE_SERVICE_ROLE_KEY"), ("jwt_secret", "SUPABASE_JWT_SECRET")],
+)
+def test_a_secret_in_the_config_file_is_refused(tmp_path: Path, key: str, env: str) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[realtime]\n{key} = "eyJsecretinfile"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg, {})
+    message = str(info.value)
+    assert f"realtime.{key} (from {cfg})" in message
+    assert f"set environment variable {env} instead" in message
+    assert "eyJsecretinfile" not in message
+
+
+def test_a_secret_from_the_environment_is_used() -> None:
+    settings = load_settings(None, {"SUPABASE_SERVICE_ROLE_KEY": "from-env"})
+    assert settings.realtime.service_role_key == "from-env"
+
+
+def test_an_unknown_results_realtime_variable_suggests_the_closest() -> None:
+    env = {"RESULTS_REALTIME_DAEMON_BATCHSIZE": "5"}
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, env)
+    message = str(info.value)
+    assert "environment variable RESULTS_REALTIME_DAEMON_BATCHSIZE: no setting has this name" in (
+        message
+    )
+    assert "did you mean RESULTS_REALTIME_DAEMON_BATCH_SIZE?" in message
+
+
+def test_the_prefixed_twin_of_a_well_known_key_names_the_real_one() -> None:
+    with pytest.raises(ConfigError, match=r"realtime.url's environment variable is SUPABASE_URL"):
+        load_settings(None, {"RESULTS_REALTIME_REALTIME_URL": "http://x"})
+
+
+def test_every_variable_the_package_reads_is_accepted() -> None:
+    env = {name: "" for name in known_env_names()}  # "" is unset: only the names matter here
+    env.update(
+        {
+            "RESULTS_REALTIME_TEACHER_TOKEN": "token",
+            "RESULTS_REALTIME_DEMO_ASSETS": "/tmp",
+            "RESULTS_REALTIME_PYTHON": "/usr/bin/python3",
+            "RESULTS_REALTIME_DAEMON_BATCH_SIZE": "5",
+        }
+    )
+    assert load_settings(None, env).daemon.batch_size == 5

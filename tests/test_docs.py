@@ -46,3 +46,39 @@ def test_shipped_config_file_is_valid() -> None:
 def test_ci_runs_the_readme_test_command() -> None:
     assert "make test" in (ROOT / "README.md").read_text()
     assert (ROOT / ".ci" / "run").read_text().strip().endswith("make test")
+
+
+# Misspellings the tests use on purpose, to show they are refused.
+_DELIBERATE_TYPOS = {"RESULTS_REALTIME_DAEMON_BATCHSIZE", "RESULTS_REALTIME_REALTIME_URL"}
+
+
+def test_every_results_realtime_variable_in_the_repo_is_one_the_config_accepts() -> None:
+    """An unknown RESULTS_REALTIME_* variable is a configuration error: none of ours may be one."""
+    import re
+    import subprocess
+
+    from daemon.config import known_env_names
+
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    names: dict[str, str] = {}
+    for relative in tracked:
+        path = ROOT / relative
+        if not path.is_file() or path.suffix in {".png", ".lock"}:
+            continue
+        for name in re.findall(
+            r"\bRESULTS_REALTIME_[A-Z0-9_]*[A-Z0-9]", path.read_text(errors="ignore")
+        ):
+            names.setdefault(name, relative)
+    unknown = {n: f for n, f in names.items() if n not in known_env_names() | _DELIBERATE_TYPOS}
+    assert not unknown, f"variables the configuration would refuse: {unknown}"
+    assert "RESULTS_REALTIME_TEACHER_TOKEN" in names  # the scan does see the whole repo
+
+
+def test_the_container_healthcheck_follows_the_configured_port() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    healthcheck = dockerfile[dockerfile.index("HEALTHCHECK") :].split("\n\n")[0]
+    assert "8085" not in healthcheck
+    assert '"python", "-m", "daemon.healthcheck"' in healthcheck
+    assert 'ENTRYPOINT ["results-realtime"]' in dockerfile  # exec form, so SIGTERM reaches us

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
 import asyncpg
 import pytest
 
@@ -9,6 +14,8 @@ from daemon.errors import MigrationError
 from daemon.migrate import migrate
 from daemon.sqlfiles import Migration, migrations
 from tests.fixtures.db import PgServer
+from tests.support.process import cli_env
+from tests.support.silent_server import silent_server
 
 
 async def test_second_run_applies_nothing(db: asyncpg.Connection) -> None:
@@ -124,3 +131,37 @@ async def test_an_upgrade_keeps_the_flag_it_finds(
         await conn.close()
         await admin.execute(f"drop database if exists {name} with (force)")
         await admin.close()
+
+
+def _as_a_background_job() -> None:
+    """A script's `cmd &` starts with SIGINT ignored: Python then installs no Ctrl-C handler."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+async def test_an_interrupt_while_connecting_exits_130_at_once(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    """A server that accepts TCP and never answers: the connect alone would wait 30 s."""
+    async with silent_server() as silent:
+        env = cli_env(silent.dsn(), None, RESULTS_REALTIME_DATABASE_CONNECT_TIMEOUT_S="30")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "daemon",
+            "migrate",
+            env=env,
+            cwd=tmp_path,
+            stderr=asyncio.subprocess.PIPE,
+            preexec_fn=_as_a_background_job,
+        )
+        try:
+            await asyncio.wait_for(silent.accepted.wait(), 15)
+            proc.send_signal(sig)
+            _, err = await asyncio.wait_for(proc.communicate(), 5)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    assert proc.returncode == 130
+    assert b"Traceback" not in err

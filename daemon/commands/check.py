@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from daemon.config import Settings, load_settings, redact_dsn, redacted
-from daemon.db import connect
-from daemon.errors import DatabaseError, PublishError, describe
+from daemon.config import CONFIG_ENV, Settings, config_path, database_url, load_settings, redacted
+from daemon.db import connect, where
+from daemon.errors import PublishError, describe
 from daemon.log import configure_logging
 from daemon.pipeline.credentials import ServiceRoleCredential
 from daemon.pipeline.listener import Listener
 from daemon.pipeline.metrics import Metrics
 from daemon.pipeline.publisher import BROADCAST_PATH
 from daemon.pipeline.store import NOTIFY_CHANNEL
-from daemon.sqlfiles import migrations, query
+from daemon.schema import require_migrated
+from daemon.signals import run_interruptibly
+from daemon.sqlfiles import query
 
 HELP = "validate the configuration, the database, LISTEN and Realtime, then exit"
 DESCRIPTION = """\
@@ -32,10 +35,12 @@ Checks, in order, and stops at the first failure:
   5. Realtime is reachable and accepts the key: an empty batch is POSTed to
      {SUPABASE_URL}/realtime/v1/api/broadcast, which broadcasts nothing. 202, or a validation
      error (400/422), means reachable and authenticated; 401/403 mean the key is refused.
-The effective configuration is printed first, secrets redacted.
+The effective configuration is printed first, secrets redacted, with the config file it was
+read from. A "warn" line (e.g. the database's realtime flag is off, so the triggers record
+nothing until `run` starts) does not fail the check.
 
-Exit codes: 0 all good, 2 configuration, 3 database (unreachable, not migrated, no LISTEN),
-4 Realtime (unreachable or key refused).
+Exit codes: 0 all good (warnings included), 1 unexpected error, 2 configuration, 3 database
+(unreachable, not migrated, no LISTEN), 4 Realtime (unreachable or key refused), 130 interrupted.
 """
 
 
@@ -47,11 +52,30 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     configure_logging(level="warning")
     print_config(redacted(settings))
+    dsn = database_url(settings, args.database_url)
     credential = ServiceRoleCredential(settings.realtime)
-    dsn = args.database_url or settings.database.url
-    asyncio.run(_check(settings, dsn, credential))
-    print("all checks passed")
+    ok("config", config_source(args.config))
+    warnings = run_interruptibly(_check(settings, dsn, credential))
+    print(
+        f"all checks passed ({warnings} warning{'s' if warnings != 1 else ''})"
+        if warnings
+        else "all checks passed"
+    )
     return 0
+
+
+def config_source(given: Path | None) -> str:
+    """Which file the settings came from, and why that one."""
+    path = config_path(given)
+    if path is None:
+        return "no config file (none given, no ./config.toml): defaults and environment"
+    if given:
+        why = "--config"
+    elif os.environ.get(CONFIG_ENV):
+        why = f"${CONFIG_ENV}"
+    else:
+        why = "found in the working directory"
+    return f"{path.resolve()} ({why}), overridden by the environment"
 
 
 def print_config(config: dict[str, dict[str, Any]]) -> None:
@@ -66,39 +90,46 @@ def ok(what: str, detail: str) -> None:
     print(f"ok    {what:<11} {detail}")
 
 
-async def _check(settings: Settings, dsn: str | None, credential: ServiceRoleCredential) -> None:
-    where = redact_dsn(dsn) if dsn else "the server named by PG* variables"
+def warn(what: str, detail: str) -> None:
+    print(f"warn  {what:<11} {detail}")
+
+
+async def _check(settings: Settings, dsn: str | None, credential: ServiceRoleCredential) -> int:
+    """Raises at the first failure; returns the number of warnings."""
     conn = await connect(dsn, connect_timeout=settings.database.connect_timeout_s, role="check")
     try:
         version = await conn.fetchval(query("runtime_server_version"))
-        ok("database", f"{where} (PostgreSQL {version})")
-        await _check_migrations(conn)
-        enabled = await conn.fetchval(query("runtime_db_flag"))
+        ok("database", f"{where(dsn)} (PostgreSQL {version})")
+        ok("migrations", f"{await require_migrated(conn)} applied")
+        recording = bool(await conn.fetchval(query("runtime_db_flag")))
     finally:
         await conn.close()
     await _check_listen(settings, dsn)
-    flag = "on" if settings.realtime.enabled else "off"
-    ok(
-        "flag",
-        f"realtime.enabled is {flag} (the database has it {'on' if enabled else 'off'} "
-        "until the daemon starts and mirrors it)",
-    )
+    warnings = 0 if check_flag(settings.realtime.enabled, recording) else 1
     await _check_realtime(settings, credential)
+    return warnings
 
 
-async def _check_migrations(conn: Any) -> None:
-    expected = migrations()
-    if not await conn.fetchval(query("runtime_migrations_table_exists")):
-        raise DatabaseError(
-            "the database has none of our migrations: run `results-realtime migrate`"
+def check_flag(enabled: bool, recording: bool) -> bool:
+    """The setting against the database's copy, which the triggers obey (`run` mirrors it)."""
+    if enabled and recording:
+        ok("flag", "realtime.enabled is on, and the triggers are recording changes")
+    elif not enabled and not recording:
+        ok("flag", "realtime.enabled is off, and the triggers record nothing (clients poll)")
+    elif enabled:
+        warn(
+            "flag",
+            "realtime.enabled is on, but the database's flag is off: the triggers record "
+            "nothing, so changes made now are never published, until `results-realtime run` "
+            "starts and switches it on",
         )
-    applied = {r["version"] for r in await conn.fetch(query("runtime_applied_migrations"))}
-    missing = [f"{m.version:04d}_{m.name}" for m in expected if m.version not in applied]
-    if missing:
-        raise DatabaseError(
-            f"migrations not applied: {', '.join(missing)}; run `results-realtime migrate`"
+    else:
+        warn(
+            "flag",
+            "realtime.enabled is off, but the database's flag is on: the triggers still record "
+            "changes (kept in the outbox) until `results-realtime run` starts and switches it off",
         )
-    ok("migrations", f"{len(expected)} applied")
+    return enabled == recording
 
 
 async def _check_listen(settings: Settings, dsn: str | None) -> None:
@@ -145,8 +176,12 @@ async def _check_realtime(settings: Settings, credential: ServiceRoleCredential)
     if status in (401, 403):
         raise PublishError(
             f"Realtime at {url} refused the key ({status} {body!r}): check "
-            f"{'SUPABASE_JWT_SECRET' if credential.minted else 'SUPABASE_SERVICE_ROLE_KEY'} "
-            "(it must be the project's service_role key)",
+            + (
+                "SUPABASE_JWT_SECRET (it must be the secret Realtime verifies tokens with: the "
+                "project's JWT secret, or the one `results-realtime hub` was started with)"
+                if credential.minted
+                else "SUPABASE_SERVICE_ROLE_KEY (it must be the project's service_role key)"
+            ),
             status=status,
             body=body,
         )

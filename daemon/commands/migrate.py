@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 
-from daemon.config import load_settings
+from daemon.config import database_url, load_settings
 from daemon.db import connect
 from daemon.log import configure_logging
 from daemon.migrate import migrate
+from daemon.signals import run_interruptibly
 
 HELP = "apply the SQL migrations and (re)install the triggers"
 DESCRIPTION = (
     "Applies each numbered file of sql/migrations once, in order, each in its own transaction, "
     "recording it in results_realtime.schema_migrations; then re-applies sql/triggers.sql. "
     "A second run changes nothing. Supabase-managed objects and the app's own tables are only "
-    "created where they are missing."
+    "created where they are missing. Ctrl-C (or SIGTERM) stops it at once, even while it is "
+    "still connecting: the migration in progress is rolled back, and the exit code is 130."
 )
 
 
@@ -26,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     configure_logging(level=settings.daemon.log_level)
-    dsn = args.database_url or settings.database.url
+    dsn = database_url(settings, args.database_url)
 
     async def _go() -> None:
         conn = await connect(
@@ -37,5 +38,5 @@ def run(args: argparse.Namespace) -> int:
         finally:
             await conn.close()
 
-    asyncio.run(_go())
+    run_interruptibly(_go())
     return 0

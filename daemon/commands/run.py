@@ -6,12 +6,15 @@ import argparse
 import asyncio
 import signal
 
-from daemon.config import Settings, load_settings
+from daemon.config import Settings, database_url, load_settings
+from daemon.db import connect
 from daemon.errors import ConfigError
 from daemon.heap import freeze_startup_heap
 from daemon.log import configure_logging
+from daemon.pipeline.credentials import require_credential
 from daemon.pipeline.service import PipelineService
 from daemon.pipeline.stop_watchdog import StopWatchdog
+from daemon.schema import require_migrated
 
 HELP = "run the daemon: outbox -> Supabase Realtime broadcasts"
 DESCRIPTION = """\
@@ -25,6 +28,9 @@ others stand by and take over within a few seconds.
 The feature flag realtime.enabled (RESULTS_REALTIME_ENABLED) is mirrored into the database at
 start: when false the triggers record nothing and the daemon publishes nothing but stays healthy.
 
+Before it starts, it checks the configuration, the credential and that every migration is
+applied (exit 2 or 3 with the fix, e.g. "run `results-realtime migrate`").
+
 Credentials: SUPABASE_SERVICE_ROLE_KEY; for local development SUPABASE_JWT_SECRET alone is enough
 (a service_role token is minted).
 
@@ -34,6 +40,7 @@ LISTEN connection or the database is down) and GET /metrics (Prometheus).
 Signals: SIGTERM or SIGINT stop claiming, let the batch in flight finish (or leave it staged,
 which is durable), close the connections and exit 0 within daemon.shutdown_timeout_s; a second
 signal stops at once. A stop that would overrun the bound is cut short (daemon.stop_timeout).
+A signal during start-up (e.g. while the first connection is pending) stops it at once, exit 0.
 
 Log events (JSON lines): daemon.started, daemon.disabled, daemon.stopped, listener.connected,
 listener.lost, listener.recovered, listener.probe_failed, leader.acquired, leader.lost,
@@ -64,8 +71,10 @@ def effective_settings(args: argparse.Namespace) -> Settings:
 
 def run(args: argparse.Namespace) -> int:
     settings = effective_settings(args)
+    dsn = database_url(settings, args.database_url)
+    if settings.realtime.enabled:  # a configuration error fails before the first log line
+        require_credential(settings.realtime)
     configure_logging(level=settings.daemon.log_level)
-    dsn = args.database_url or settings.database.url
     watchdog = StopWatchdog(settings.daemon.shutdown_timeout_s)
     try:
         asyncio.run(serve(settings, dsn, watchdog))
@@ -77,20 +86,47 @@ def run(args: argparse.Namespace) -> int:
 async def serve(settings: Settings, dsn: str | None, watchdog: StopWatchdog) -> None:
     service = PipelineService(settings, dsn=dsn)
     loop = asyncio.get_running_loop()
+    work = asyncio.create_task(_start_and_run(settings, dsn, service), name="daemon")
+    stopped_starting = False
 
     def stop() -> None:
+        nonlocal stopped_starting
         watchdog.arm(loop)
+        if not service.started.is_set():
+            # Still starting (a connect may hang for database.connect_timeout_s): nothing is
+            # claimed or staged yet, so the start-up is abandoned at once.
+            stopped_starting = True
+            work.cancel()
         service.stop()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop)
     settle = asyncio.create_task(_freeze_once_started(service), name="freeze-heap")
     try:
-        await service.run()
+        await work
+    except asyncio.CancelledError:
+        me = asyncio.current_task()
+        if not stopped_starting or (me is not None and me.cancelling()):
+            raise
     finally:
         settle.cancel()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+
+
+async def _start_and_run(settings: Settings, dsn: str | None, service: PipelineService) -> None:
+    await require_schema(settings, dsn)
+    await service.run()
+
+
+async def require_schema(settings: Settings, dsn: str | None) -> None:
+    """Refuse to start on a database that lacks migrations (exit 3), naming those pending."""
+    timeout = settings.database.connect_timeout_s
+    conn = await connect(dsn, connect_timeout=timeout, role="start-up")
+    try:
+        await require_migrated(conn)
+    finally:
+        await conn.close(timeout=timeout)
 
 
 async def _freeze_once_started(service: PipelineService) -> None:

@@ -18,6 +18,25 @@ log = get_logger(__name__)
 
 _MINTED_TTL_S = 3600.0
 _RENEW_BEFORE_S = 300.0
+# HS256 wants a key of at least 32 bytes (PyJWT warns below it); Supabase's secrets are 32+ chars.
+MIN_JWT_SECRET_LENGTH = 32
+
+
+def require_credential(settings: RealtimeSettings) -> None:
+    """A ConfigError (exit 2) unless the settings hold a credential the daemon can publish with."""
+    if not settings.service_role_key and not settings.jwt_secret:
+        raise ConfigError(
+            "no Realtime credential: set SUPABASE_SERVICE_ROLE_KEY (the project's "
+            "service_role key), or SUPABASE_JWT_SECRET for local development (a "
+            "service_role token is then minted)"
+        )
+    secret = settings.jwt_secret
+    if not settings.service_role_key and secret and len(secret) < MIN_JWT_SECRET_LENGTH:
+        raise ConfigError(
+            f"SUPABASE_JWT_SECRET is {len(secret)} characters long; a JWT secret has at least "
+            f"{MIN_JWT_SECRET_LENGTH} (HS256; Supabase's are longer): use the secret Realtime "
+            "(or `results-realtime hub`) verifies tokens with, or set SUPABASE_SERVICE_ROLE_KEY"
+        )
 
 
 class ServiceRoleCredential:
@@ -30,12 +49,7 @@ class ServiceRoleCredential:
         self._static = settings.service_role_key
         self._secret = settings.jwt_secret
         self._minted: tuple[str, float] | None = None
-        if not self._static and not self._secret:
-            raise ConfigError(
-                "no Realtime credential: set SUPABASE_SERVICE_ROLE_KEY (the project's "
-                "service_role key), or SUPABASE_JWT_SECRET for local development (a "
-                "service_role token is then minted)"
-            )
+        require_credential(settings)
         self.minted = not self._static
         if self.minted:
             log.info("publish.token_minted", role="service_role", ttl_s=_MINTED_TTL_S)
