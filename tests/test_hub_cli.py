@@ -80,7 +80,8 @@ def test_an_unmigrated_database_is_refused(empty_database_url: str, jwt_secret: 
     )
     assert proc.returncode == 3, proc.stderr
     assert "the database is not migrated" in proc.stderr
-    assert "run `results-realtime migrate` first" in proc.stderr
+    assert "run `results-realtime migrate`" in proc.stderr
+    assert "the hub authorizes private channels" in proc.stderr
     assert "hub.started" not in proc.stdout
 
 

@@ -16,6 +16,7 @@ import asyncpg
 from aiohttp import WSCloseCode, web
 from asyncpg.pool import PoolConnectionProxy
 
+from daemon import schema
 from daemon.config import HubSettings
 from daemon.db import create_pool
 from daemon.errors import ConfigError, DatabaseError
@@ -25,7 +26,6 @@ from daemon.hub.socket import websocket_handler
 from daemon.hub.state import HUB_STATE, HubState
 from daemon.log import get_logger
 from daemon.net import bind_listening_socket
-from daemon.sqlfiles import migrations, query
 
 log = get_logger(__name__)
 
@@ -36,18 +36,12 @@ async def require_migrated(conn: asyncpg.Connection | PoolConnectionProxy) -> No
     """Every join to a private channel runs the RLS policies on realtime.messages that the
     migrations create: on a database without them each join would be refused as Unauthorized,
     with the cause only in the hub's log. So the hub does not start (DatabaseError, exit 3)."""
-    why = "(the hub authorizes private channels with the policies they create)"
-    if not await conn.fetchval(query("runtime_migrations_table_exists")):
+    try:
+        await schema.require_migrated(conn)  # type: ignore[arg-type]
+    except DatabaseError as exc:
         raise DatabaseError(
-            f"the database is not migrated {why}: run `results-realtime migrate` first"
-        )
-    applied = {r["version"] for r in await conn.fetch(query("runtime_applied_migrations"))}
-    pending = [f"{m.version:04d}_{m.name}" for m in migrations() if m.version not in applied]
-    if pending:
-        raise DatabaseError(
-            f"the database is not fully migrated {why}: pending migrations "
-            f"{', '.join(pending)}; run `results-realtime migrate` first"
-        )
+            f"{exc} (the hub authorizes private channels with the policies the migrations create)"
+        ) from None
 
 
 class Hub:
