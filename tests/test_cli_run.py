@@ -188,9 +188,13 @@ async def test_taken_health_port_exits_5(
         taken.listen()
         port = taken.getsockname()[1]
         env = cli_env(database_url, capture_server.url)
-        code, _, err = await run_cli(["run", "--health-port", str(port)], env, tmp_path)
+        code, out, err = await run_cli(["run", "--health-port", str(port)], env, tmp_path)
     assert code == 5
     assert "--health-port" in err
+    # It never started, so it does not say it stopped: it says the start was abandoned, and why.
+    assert "daemon.started" not in out
+    assert "daemon.stopped" not in out
+    assert "daemon.start_abandoned" in out
 
 
 async def test_an_unmigrated_database_exits_3_and_says_migrate(

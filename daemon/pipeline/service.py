@@ -33,6 +33,7 @@ import structlog
 from daemon import __version__
 from daemon.config import Settings, redacted
 from daemon.db import connect, create_pool
+from daemon.errors import describe
 from daemon.log import get_logger
 from daemon.pipeline.credentials import ServiceRoleCredential
 from daemon.pipeline.handoff import Handoff
@@ -138,12 +139,24 @@ class PipelineService:
         return self._store
 
     async def run(self) -> None:
+        failure: BaseException | None = None
         try:
             await self._run()
+        except BaseException as exc:
+            failure = exc
+            raise
         finally:
             await self._close()
             self.stopped.set()
-            log.info("daemon.stopped")
+            if self.started.is_set():
+                log.info("daemon.stopped")
+            else:  # no daemon.started to pair with: say the start never completed, and why
+                log.warning(
+                    "daemon.start_abandoned",
+                    reason="stop requested"
+                    if self._stopping.is_set() or failure is None
+                    else describe(failure),
+                )
 
     async def _run(self) -> None:
         s = self.settings
