@@ -9,7 +9,9 @@ ResultsRealtimeError
 │   ├── RetryablePublishError    429, 5xx, timeouts, transport errors
 │   └── RejectedPublishError     other 4xx: never retried, dead-lettered
 ├── LocalPostgresError     the throwaway PostgreSQL could not be started
-└── PortInUseError         a port we must listen on is taken
+├── PortInUseError         a port we must listen on is taken
+└── JoinDeniedError        (daemon/client/subscription.py) a channel's policy refused the join
+                           for good (exit code 4)
 """
 
 from __future__ import annotations
