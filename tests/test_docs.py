@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -82,3 +83,34 @@ def test_the_container_healthcheck_follows_the_configured_port() -> None:
     assert "8085" not in healthcheck
     assert '"python", "-m", "daemon.healthcheck"' in healthcheck
     assert 'ENTRYPOINT ["results-realtime"]' in dockerfile  # exec form, so SIGTERM reaches us
+
+
+def _daemon_log_events() -> dict[str, str]:
+    """Every `log.<level>("area.event", ...)` of the daemon's modules: event -> its source file."""
+    import ast
+
+    sources = [*(ROOT / "daemon" / "pipeline").glob("*.py"), ROOT / "daemon/commands/run.py"]
+    events: dict[str, str] = {}
+    for path in sources:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in {"debug", "info", "warning", "error", "exception"}
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+                and re.fullmatch(r"[a-z_]+\.[a-z_.]+", node.args[0].value)
+            ):
+                events[node.args[0].value] = path.name
+    return events
+
+
+def test_the_readme_lists_every_event_the_daemon_logs() -> None:
+    events = _daemon_log_events()
+    assert {"daemon.started", "batch.published", "leader.lost"} <= set(events)  # the scan works
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("Every event the daemon (`run`) writes:") :]
+    table = table[: table.index("\n\n", table.index("| event |"))]
+    missing = {e: src for e, src in events.items() if f"`{e}`" not in table}
+    assert not missing, f"log events missing from the README's table: {missing}"

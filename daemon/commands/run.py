@@ -23,7 +23,8 @@ reconnects), claims outbox rows in batches, builds one message per channel with 
 per-channel seq numbers, and publishes them with Realtime's REST batch broadcast
 (POST {SUPABASE_URL}/realtime/v1/api/broadcast), acknowledging rows only once Realtime accepted
 them. When several daemons share a database, one (the holder of an advisory lock) publishes; the
-others stand by and take over within a few seconds.
+others stand by and take over within about a second when its process dies, within 5 s when its
+host or network vanishes.
 
 The feature flag realtime.enabled (RESULTS_REALTIME_ENABLED) is mirrored into the database at
 start: when false the triggers record nothing and the daemon publishes nothing but stays healthy.
@@ -34,7 +35,8 @@ applied (exit 2 or 3 with the fix, e.g. "run `results-realtime migrate`").
 Credentials: SUPABASE_SERVICE_ROLE_KEY; for local development SUPABASE_JWT_SECRET alone is enough
 (a service_role token is minted).
 
-HTTP endpoint (daemon.health_host:health_port): GET /healthz (200 ok or disabled, 503 when the
+HTTP endpoint (daemon.health_host:health_port): GET /healthz (200 ok or disabled; 200 degraded
+while Realtime refuses or cannot be reached, once a publish's retries ran out; 503 when the
 LISTEN connection or the database is down) and GET /metrics (Prometheus).
 
 Signals: SIGTERM or SIGINT stop claiming, let the batch in flight finish (or leave it staged,
@@ -42,9 +44,10 @@ which is durable), close the connections and exit 0 within daemon.shutdown_timeo
 signal stops at once. A stop that would overrun the bound is cut short (daemon.stop_timeout).
 A signal during start-up (e.g. while the first connection is pending) stops it at once, exit 0.
 
-Log events (JSON lines): daemon.started, daemon.disabled, daemon.stopped, listener.connected,
-listener.lost, listener.recovered, listener.probe_failed, leader.acquired, leader.lost,
-batch.published, publish.retry_scheduled, publish.rejected, publish.dead_lettered, publish.stalled.
+Log events (JSON lines; README.md, "Logs", lists all of them with their fields): the main ones
+are daemon.started, daemon.stopping, daemon.stopped, listener.connected, listener.lost,
+listener.recovered, leader.acquired, leader.lost, pipeline.catch_up, pipeline.cycle_failed,
+batch.published, publish.retry_scheduled, publish.stalled, publish.rejected, publish.dead_lettered.
 """
 
 
