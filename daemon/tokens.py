@@ -10,6 +10,10 @@ import jwt
 
 Role = str  # 'anon' | 'authenticated' | 'service_role' (any Postgres role name is accepted)
 
+# Supabase refuses shorter JWT secrets, PyJWT warns below it, and an HS256 key of fewer bytes is
+# guessable (RFC 7518 3.2). The hub and the daemon's minting both hold secrets to it.
+MIN_JWT_SECRET_LENGTH = 32
+
 
 def new_jwt_secret() -> str:
     """A fresh secret, long enough for HS256 (Supabase requires at least 32 characters)."""

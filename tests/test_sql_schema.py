@@ -102,11 +102,10 @@ async def test_the_snapshot_sees_the_pipeline_objects(database_url: str) -> None
     names = {row[1] for row in snap["functions"]}
     assert {"cells_for_keys_v1", "cell_state_v2", "object_cell_v1"} <= names
     assert {"read_assignment_results", "record_submission_changes_v1"} <= names
-    assert {row[1] for row in snap["triggers"]} >= {
-        "results_realtime_insert_v1",
-        "results_realtime_update_v1",
-        "results_realtime_delete_v1",
-    }
+    triggers = {(row[0], row[1]) for row in snap["triggers"]}
+    for table in ("submissions", "storage.objects"):
+        for op in ("insert", "update", "delete", "truncate"):
+            assert (table, f"results_realtime_{op}_v1") in triggers, (table, op, triggers)
     assert ("results_realtime", "outbox") in {(r[0], r[1]) for r in snap["tables"]}
     assert any(row[2] == "results_realtime_teachers_read_v1" for row in snap["policies"])
 

@@ -10,8 +10,8 @@ from daemon.config import load_settings
 from daemon.errors import ConfigError
 from daemon.heap import freeze_startup_heap
 from daemon.hub import Hub
-from daemon.hub.auth import MIN_JWT_SECRET_LENGTH
 from daemon.log import configure_logging, get_logger
+from daemon.tokens import MIN_JWT_SECRET_LENGTH
 
 log = get_logger(__name__)
 

@@ -26,8 +26,6 @@ TokenProblem = Literal[
 ]
 
 _HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
-# Supabase refuses shorter JWT secrets; HS256 with fewer bytes is also guessable (RFC 7518 3.2).
-MIN_JWT_SECRET_LENGTH = 32
 _WHITESPACE = re.compile(r"\s")
 _MISSING_CLAIMS = "Fields `role` and `exp` are required in JWT"
 _SIGNER = "Failed to generate JWT signer, check your JWT secret or JWKS configuration"

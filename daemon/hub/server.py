@@ -21,11 +21,12 @@ from daemon.config import HubSettings
 from daemon.db import create_pool
 from daemon.errors import ConfigError, DatabaseError
 from daemon.hub import rest
-from daemon.hub.auth import MIN_JWT_SECRET_LENGTH, Authorizer
+from daemon.hub.auth import Authorizer
 from daemon.hub.socket import websocket_handler
 from daemon.hub.state import HUB_STATE, HubState
 from daemon.log import get_logger
 from daemon.net import bind_listening_socket
+from daemon.tokens import MIN_JWT_SECRET_LENGTH
 
 log = get_logger(__name__)
 

@@ -12,14 +12,12 @@ from collections.abc import Callable
 from daemon.config import RealtimeSettings
 from daemon.errors import ConfigError
 from daemon.log import get_logger
-from daemon.tokens import mint_token
+from daemon.tokens import MIN_JWT_SECRET_LENGTH, mint_token
 
 log = get_logger(__name__)
 
 _MINTED_TTL_S = 3600.0
 _RENEW_BEFORE_S = 300.0
-# HS256 wants a key of at least 32 bytes (PyJWT warns below it); Supabase's secrets are 32+ chars.
-MIN_JWT_SECRET_LENGTH = 32
 
 
 def require_credential(settings: RealtimeSettings) -> None:
