@@ -15,7 +15,20 @@ let stack: Stack;
 // react-dom renders into jsdom's document; everything else (WebSocket, URL) stays Node's own.
 const dom = new JSDOM('<!doctype html><body></body>');
 Object.assign(globalThis, { window: dom.window, document: dom.window.document });
-(globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true;
+
+/**
+ * act() for what the test itself does (mount, unmount). Everything in between is driven by the
+ * network, as in a browser, where React must not expect act(): the flag is on only meanwhile.
+ */
+function inAct(work: () => void): void {
+  const flags = globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean };
+  flags.IS_REACT_ACT_ENVIRONMENT = true;
+  try {
+    act(work);
+  } finally {
+    flags.IS_REACT_ACT_ENVIRONMENT = false;
+  }
+}
 
 beforeAll(async () => {
   stack = await startStack();
@@ -35,7 +48,7 @@ function renderHook(props: Parameters<typeof useAssignmentResults>) {
   const container = document.createElement('div');
   document.body.append(container);
   let root: Root;
-  act(() => {
+  inAct(() => {
     root = createRoot(container);
     root.render(createElement(Probe));
   });
@@ -56,7 +69,7 @@ function renderHook(props: Parameters<typeof useAssignmentResults>) {
       waiters.add(check);
       check();
     });
-  return { until, text: () => container.textContent, unmount: () => act(() => root.unmount()) };
+  return { until, text: () => container.textContent, unmount: () => inAct(() => root.unmount()) };
 }
 
 describe('useAssignmentResults', () => {
