@@ -136,6 +136,27 @@ async def test_flag_flipped_in_the_database_is_noticed(
     assert body["enabled"] is False
 
 
+async def test_a_rolled_back_truncate_of_the_state_table_does_not_silence_the_triggers(
+    database_url: str, db: asyncpg.Connection, capture_server: CaptureServer
+) -> None:
+    # The truncate's trigger sets the triggers' copy of the flags to 0 (off) at once, and a
+    # sequence keeps that through the rollback. The idle daemon rewrites the row at its next idle
+    # poll (it disarms and re-arms the doorbell), and with it the copy.
+    school = await seed_school(db)
+    copy = "select pg_sequence_last_value('results_realtime.runtime_flags')"
+    async with running(database_url, fast_settings(capture_server.url)):
+        await db.execute("begin; truncate results_realtime.runtime_state; rollback;")
+        assert await db.fetchval("select enabled from results_realtime.runtime_state")
+        assert await db.fetchval(copy) == 0  # what the triggers read now: off
+
+        async def copy_says_on() -> bool:
+            return bool(await db.fetchval(copy) & 1)
+
+        await eventually(copy_says_on, what="the copy back in line with the row")
+        await submit_text(db, "a-text", school.pupils[0], "recorded again")
+        await capture_server.wait_until(cell_is(school.channel(), "a-text", school.pupils[0]))
+
+
 async def test_stop_is_bounded_when_the_database_stops_answering(
     pg_proxy: TcpProxy, db: asyncpg.Connection, capture_server: CaptureServer
 ) -> None:
