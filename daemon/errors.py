@@ -10,8 +10,10 @@ ResultsRealtimeError
 │   └── RejectedPublishError     other 4xx: never retried, dead-lettered
 ├── LocalPostgresError     the throwaway PostgreSQL could not be started
 ├── PortInUseError         a port we must listen on is taken
-└── JoinDeniedError        (daemon/client/subscription.py) a channel's policy refused the join
-                           for good (exit code 4)
+└── RealtimeRefusedError   (daemon/client/subscription.py) Realtime refused a client for good
+    │                      (exit code 4)
+    ├── JoinDeniedError    the channel's policy refused the join
+    └── ConnectDeniedError the socket was refused with HTTP 401 (an invalid or expired key)
 """
 
 from __future__ import annotations

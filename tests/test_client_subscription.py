@@ -15,6 +15,7 @@ from daemon.client.matrix import Matrix, channel_name
 from daemon.client.refetch import DatabaseRefetcher, claims_from_token
 from daemon.client.subscription import (
     ClientStatus,
+    ConnectDeniedError,
     JoinDeniedError,
     ResultsSubscription,
     SubscriptionConfig,
@@ -285,6 +286,30 @@ async def test_a_join_the_policy_refuses_stops_with_denied(results_stack: Result
     assert sub.status.last_error == denied.value.reason
     assert sub.status.subscribed_count == 0
     assert await denied_joins(results_stack, "Unauthorized") == 1
+
+
+async def test_a_socket_refused_with_401_stops_with_denied(results_stack: ResultsStack) -> None:
+    """The key in the URL is the same on every attempt: a retry could only be refused again."""
+    teacher = results_stack.school.teacher_of(G).id
+    forged = mint_token("another-secret-of-at-least-32-characters!", role="authenticated",
+                        sub=teacher)  # fmt: skip
+    config = SubscriptionConfig(
+        realtime_url=results_stack.hub_url,
+        access_token=forged,
+        group_id=G,
+        lesson_id=LESSON,
+        rejoin_initial_backoff_s=0.01,
+        rejoin_max_backoff_s=0.05,
+    )
+    refetcher = DatabaseRefetcher(results_stack.pool, claims_from_token(forged, secret=None))
+    sub = ResultsSubscription(config, refetcher)
+    with pytest.raises(ConnectDeniedError) as denied:
+        await asyncio.wait_for(sub.run(), WITHIN)  # returns: no reconnect after the refusal
+    assert denied.value.reason == "Failed to validate JWT signature"
+    assert denied.value.exit_code == 4
+    assert sub.status.connection == "denied"
+    assert sub.status.last_error == "connect: Failed to validate JWT signature"
+    assert sub.status.subscribed_count == 0
 
 
 async def test_a_transient_join_refusal_is_retried(results_stack: ResultsStack) -> None:

@@ -8,6 +8,7 @@ import os
 import signal
 from dataclasses import replace
 
+import pytest
 from rich.console import Console
 
 from daemon.client import matrix
@@ -15,7 +16,9 @@ from daemon.client.matrix import RefetchRequest, parse_snapshot
 from daemon.client.subscription import ClientStatus
 from daemon.client.view import NEEDS_MARKING_STYLE, render_cell, render_matrix
 from daemon.demo.simulate import Action
+from daemon.tokens import mint_token
 from tests.fixtures.client import CLI, LESSON, ResultsStack
+from tests.support.silent_server import silent_server
 
 P1, P2 = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"
 
@@ -210,6 +213,62 @@ async def test_watch_as_a_pupil_stops_at_the_refused_join_with_exit_4(
     assert events.count("client.join_denied") == 1
     assert "client.rejoin_scheduled" not in events
     assert "denied" in out.decode()  # the final status line
+
+
+async def test_watch_with_a_token_the_socket_refuses_stops_with_exit_4(
+    results_stack: ResultsStack,
+) -> None:
+    """HTTP 401 at the upgrade: the same key would be refused on every retry."""
+    teacher = results_stack.school.teacher_of("grp-7a").id
+    forged = mint_token("another-secret-of-at-least-32-characters!", role="authenticated",
+                        sub=teacher)  # fmt: skip
+    env = {k: v for k, v in _watch_env(results_stack).items() if k != "SUPABASE_JWT_SECRET"}
+    proc = await asyncio.create_subprocess_exec(
+        CLI, "watch", "--plain", "--group", "grp-7a", "--lesson", LESSON, "--token", forged,
+        "--duration", "20",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    error = err.decode()
+    assert proc.returncode == 4, error
+    assert "HTTP 401: Failed to validate JWT signature" in error
+    assert "--token" in error
+    events = [json.loads(line)["event"] for line in out.decode().splitlines() if line[:1] == "{"]
+    assert events.count("client.connect_denied") == 1
+    assert "client.rejoin_scheduled" not in events
+    assert "denied" in out.decode()  # the final status line
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_a_signal_while_the_database_does_not_answer_stops_watch_at_once(
+    results_stack: ResultsStack, sig: signal.Signals
+) -> None:
+    async with silent_server() as silent:
+        env = {
+            **_watch_env(results_stack),
+            "DATABASE_URL": silent.dsn(),
+            "RESULTS_REALTIME_DATABASE_CONNECT_TIMEOUT_S": "30",
+        }
+        teacher = results_stack.school.teacher_of("grp-7a").id
+        proc = await asyncio.create_subprocess_exec(
+            CLI, "watch", "--plain", "--group", "grp-7a", "--lesson", LESSON,
+            "--teacher", teacher,
+            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            await asyncio.wait_for(silent.accepted.wait(), 15)  # watch now waits for it
+            proc.send_signal(sig)
+            _, err = await asyncio.wait_for(proc.communicate(), 5)  # not the 30 s timeout
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    assert proc.returncode == 0, err.decode()
 
 
 async def test_watch_rejects_a_teacher_that_is_not_a_uuid() -> None:

@@ -7,7 +7,8 @@ reconnect (which gives up after a few tries): after CHANNEL_ERROR, CLOSED, a joi
 dropped socket the client is torn down, rebuilt after a jittered exponential backoff, and once
 SUBSCRIBED again the whole assignment is refetched (messages may have been missed meanwhile).
 A permanent refusal of the join (`Unauthorized`: the channel's RLS policy does not let this user
-read it) is not retried: the status becomes "denied" and `run()` raises `JoinDeniedError`. The
+read it) is not retried: the status becomes "denied" and `run()` raises `JoinDeniedError`; so is
+a socket refused with HTTP 401 (the key in the URL is invalid or expired; `ConnectDeniedError`). The
 TypeScript client does the same (clients/js/src/subscribe.ts; shared case table
 clients/js/test/fixtures/join-refusals.json).
 With realtime switched off there is no subscription: the matrix is refetched every poll interval.
@@ -24,6 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from realtime import AsyncRealtimeClient, RealtimeSubscribeStates
+from websockets.exceptions import InvalidStatus
 
 from daemon.client import matrix
 from daemon.client.matrix import Matrix, RefetchRequest, Snapshot
@@ -41,18 +43,57 @@ ConnectionState = Literal["connecting", "subscribed", "reconnecting", "polling",
 PERMANENT_JOIN_ERRORS = frozenset({"Unauthorized"})
 
 
-class JoinDeniedError(ResultsRealtimeError):
-    """Realtime refused the join for good (exit code 4: Realtime refusing)."""
+class RealtimeRefusedError(ResultsRealtimeError):
+    """Realtime refused this client for good (exit code 4: Realtime refusing); not retried."""
 
     exit_code = 4
+
+    def __init__(self, message: str, *, channel: str, reason: str) -> None:
+        super().__init__(message)
+        self.channel = channel
+        self.reason = reason
+
+
+class JoinDeniedError(RealtimeRefusedError):
+    """The channel's policy refused the join: the token's user may not read the channel."""
 
     def __init__(self, channel: str, reason: str, *, hint: str = "") -> None:
         super().__init__(
             f"Realtime refused the join of {channel} ({reason}); not retried, as the channel's "
-            f"policy does not let the token's user read it{'. ' + hint if hint else ''}"
+            f"policy does not let the token's user read it{'. ' + hint if hint else ''}",
+            channel=channel,
+            reason=reason,
         )
-        self.channel = channel
-        self.reason = reason
+
+
+class ConnectDeniedError(RealtimeRefusedError):
+    """Realtime refused the socket itself (HTTP 401): the key in the URL is wrong or expired.
+
+    The key is the same on every attempt, so a retry can only be refused again.
+    """
+
+    def __init__(self, channel: str, reason: str) -> None:
+        super().__init__(
+            f"Realtime refused the connection (HTTP 401: {reason}) before {channel} could be "
+            "joined; not retried, as the same key would be refused again. Pass a valid, "
+            "unexpired key (--token / --apikey, or --teacher to mint a token)",
+            channel=channel,
+            reason=reason,
+        )
+
+
+def upgrade_refusal(error: BaseException) -> str | None:
+    """The reason of a refused WebSocket upgrade that a retry cannot cure (401), else None."""
+    if not isinstance(error, InvalidStatus) or error.response.status_code != 401:
+        return None
+    body = error.response.body.decode("utf-8", "replace").strip()
+    with contextlib.suppress(ValueError):
+        payload = json.loads(body)
+        if isinstance(payload, dict):
+            for key in ("error", "message"):
+                if isinstance(payload.get(key), str):
+                    return str(payload[key])
+    return body or "Unauthorized"
 
 
 def refusal_reason(error: BaseException | str | None) -> str | None:
@@ -158,7 +199,8 @@ class ResultsSubscription:
     async def run(self) -> None:
         """Until cancelled. Cancelling leaves the channel and closes the socket.
 
-        Raises JoinDeniedError (status "denied") when the join is refused for good.
+        Raises RealtimeRefusedError (status "denied") when the join or the socket is refused
+        for good.
         """
         self._log.info("client.started", enabled=self.config.enabled)
         try:
@@ -170,8 +212,8 @@ class ResultsSubscription:
                 else:
                     self._log.info("client.polling", interval_s=self.config.poll_interval_s)
                     tasks.create_task(self._poll(), name="client.poll")
-        except* JoinDeniedError as denied:
-            raise denied.exceptions[0] from None
+        except* RealtimeRefusedError as refused:
+            raise refused.exceptions[0] from None
         finally:
             self._tasks = None
             if self.status.connection != "denied":
@@ -398,9 +440,15 @@ class ResultsSubscription:
         except asyncio.CancelledError:
             await self._leave(client, channel)
             raise
-        except JoinDeniedError:
+        except RealtimeRefusedError:
             raise
         except Exception as exc:
+            refused = upgrade_refusal(exc)
+            if refused is not None:
+                self._log.error("client.connect_denied", reason=refused, status=401)
+                self._set_status(connection="denied", last_error=f"connect: {refused}")
+                await self._notify()
+                raise ConnectDeniedError(self.matrix.channel, refused) from None
             self._log.warning(
                 "client.connect_failed", error=str(exc), error_type=type(exc).__name__
             )

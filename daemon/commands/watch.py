@@ -21,6 +21,7 @@ from daemon.client.refetch import Claims, DatabaseRefetcher, claims_from_token
 from daemon.client.subscription import (
     ClientStatus,
     JoinDeniedError,
+    RealtimeRefusedError,
     ResultsSubscription,
     SubscriptionConfig,
 )
@@ -52,7 +53,9 @@ client.poll_interval_s seconds.
 
 A lost connection, a timeout or a transient refusal (rate limit, database unavailable) is
 retried with backoff. A join the channel's policy refuses (the user is not a teacher of the
-group: "Unauthorized") is not: watch prints the reason and exits with code 4.
+group: "Unauthorized") is not, nor a connection refused with HTTP 401 (an invalid or expired
+key): watch prints the reason and exits with code 4. SIGINT or SIGTERM stops it at any time,
+also while it still waits for the database or Realtime (exit 0).
 """
 
 
@@ -144,7 +147,27 @@ async def refetch_pool(database_url: str | None) -> AsyncIterator[asyncpg.Pool]:
 
 
 async def watch(target: WatchTarget, *, duration_s: float, live: bool, console: Console) -> None:
-    """Until the duration ends or a signal; raises JoinDeniedError (exit 4) on a refused join."""
+    """Until the duration ends or SIGINT/SIGTERM; raises RealtimeRefusedError (exit 4).
+
+    The signal handlers are in place before the first connect, so a signal while the database
+    or Realtime does not answer yet stops at once (exit 0), like one during the subscription.
+    """
+    loop = asyncio.get_running_loop()
+    body = asyncio.create_task(_watch(target, duration_s=duration_s, live=live, console=console))
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, body.cancel)
+    try:
+        with contextlib.suppress(asyncio.CancelledError):
+            await body
+        if body.cancelled():
+            return
+        body.result()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+async def _watch(target: WatchTarget, *, duration_s: float, live: bool, console: Console) -> None:
     async with refetch_pool(target.database_url) as pool:
         refetcher = DatabaseRefetcher(pool, target.claims)
         title = f"results {target.config.group_id} / {target.config.lesson_id}"
@@ -169,35 +192,24 @@ async def watch(target: WatchTarget, *, duration_s: float, live: bool, console: 
 
 
 async def _run_for(sub: ResultsSubscription, duration_s: float, target: WatchTarget) -> None:
-    """Runs the subscription until the duration ends, SIGINT/SIGTERM arrives or it is denied."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+    """Runs the subscription until the duration ends (or the caller cancels) or it is refused."""
     try:
         async with asyncio.TaskGroup() as tasks:
             runner = tasks.create_task(sub.run())
-            try:
-                if duration_s > 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), duration_s)
-                else:
-                    await stop.wait()
-            finally:
+            if duration_s > 0:
+                await asyncio.wait({runner}, timeout=duration_s)
                 runner.cancel()
-    except* JoinDeniedError as group:
-        denied = group.exceptions[0]
-        assert isinstance(denied, JoinDeniedError)
+    except* RealtimeRefusedError as group:
+        refused = group.exceptions[0]
+        if not isinstance(refused, JoinDeniedError):
+            raise refused from None
         who = target.claims.sub or "the token's user"
         raise JoinDeniedError(
-            denied.channel,
-            denied.reason,
+            refused.channel,
+            refused.reason,
             hint=f"Is {who} a teacher of group {target.config.group_id}? Pass --teacher or "
             "--token of one of its teachers.",
         ) from None
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
 
 
 def run(args: argparse.Namespace) -> int:
