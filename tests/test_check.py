@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 from daemon.localpg import free_port
 from tests.fixtures.db import PgServer
@@ -152,6 +154,28 @@ async def test_an_out_of_range_port_is_a_configuration_error(
         assert code == 2, err
         assert "port '99999' is not a number from 1 to 65535" in err
         assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["migrate"],
+        ["run"],
+        ["check"],
+        ["hub"],
+        ["watch", "--group", "g", "--lesson", "l", "--teacher", str(uuid.UUID(int=1))],
+    ],
+    ids=lambda command: command[0],
+)
+async def test_every_command_validates_its_database_url_option_before_connecting(
+    command: list[str], tmp_path: Path
+) -> None:
+    env = cli_env(None, "http://127.0.0.1:9", SUPABASE_JWT_SECRET="s" * 40)
+    bad = "host=db dbname=app password=hunter2opt"
+    code, out, err = await run_cli([*command, "--database-url", bad], env, tmp_path)
+    assert code == 2, err
+    assert "--database-url: a libpq keyword/value string" in err
+    assert "hunter2opt" not in out + err
 
 
 async def test_a_realtime_url_that_is_no_url_is_a_configuration_error(

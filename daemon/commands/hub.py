@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import signal
 
-from daemon.config import load_settings
+from daemon.config import database_url, load_settings
 from daemon.errors import ConfigError
 from daemon.heap import freeze_startup_heap
 from daemon.hub import Hub
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port must be between 0 and 65535; got {args.port}")
     hub = Hub(
         settings.hub,
-        database_url=args.database_url or settings.database.url,
+        database_url=database_url(settings, args.database_url),
         jwt_secret=secret,
         host=args.host,
         port=args.port,

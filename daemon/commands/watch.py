@@ -26,7 +26,7 @@ from daemon.client.subscription import (
     SubscriptionConfig,
 )
 from daemon.client.view import render_matrix
-from daemon.config import Settings, load_settings
+from daemon.config import Settings, database_url, load_settings
 from daemon.db import create_pool
 from daemon.errors import ConfigError
 from daemon.log import configure_logging, get_logger
@@ -134,7 +134,7 @@ def build_target(args: argparse.Namespace, settings: Settings) -> WatchTarget:
         poll_interval_s=settings.client.poll_interval_s,
         rejoin_max_backoff_s=settings.client.rejoin_max_backoff_s,
     )
-    return WatchTarget(config, claims, args.database_url or settings.database.url)
+    return WatchTarget(config, claims, database_url(settings, args.database_url))
 
 
 @contextlib.asynccontextmanager
