@@ -140,21 +140,63 @@ async def test_a_rolled_back_truncate_of_the_state_table_does_not_silence_the_tr
     database_url: str, db: asyncpg.Connection, capture_server: CaptureServer
 ) -> None:
     # The truncate's trigger sets the triggers' copy of the flags to 0 (off) at once, and a
-    # sequence keeps that through the rollback. The idle daemon rewrites the row at its next idle
-    # poll (it disarms and re-arms the doorbell), and with it the copy.
+    # sequence keeps that through the rollback. The idle daemon compares the copy with the row at
+    # its next quiet poll and rewrites the row, and with it the copy.
     school = await seed_school(db)
     copy = "select pg_sequence_last_value('results_realtime.runtime_flags')"
-    async with running(database_url, fast_settings(capture_server.url)):
-        await db.execute("begin; truncate results_realtime.runtime_state; rollback;")
-        assert await db.fetchval("select enabled from results_realtime.runtime_state")
-        assert await db.fetchval(copy) == 0  # what the triggers read now: off
+    with capture_logs() as logs:
+        async with running(database_url, fast_settings(capture_server.url)):
+            await _idle_polls(db, count=1)  # past its start, which rewrites the row anyway
+            await db.execute("begin; truncate results_realtime.runtime_state; rollback;")
+            assert await db.fetchval("select enabled from results_realtime.runtime_state")
+            assert await db.fetchval(copy) == 0  # what the triggers read now: off
 
-        async def copy_says_on() -> bool:
-            return bool(await db.fetchval(copy) & 1)
+            async def copy_says_on() -> bool:
+                return bool(await db.fetchval(copy) & 1)
 
-        await eventually(copy_says_on, what="the copy back in line with the row")
-        await submit_text(db, "a-text", school.pupils[0], "recorded again")
+            await eventually(copy_says_on, what="the copy back in line with the row")
+            await submit_text(db, "a-text", school.pupils[0], "recorded again")
+            await capture_server.wait_until(cell_is(school.channel(), "a-text", school.pupils[0]))
+    repaired = [e for e in logs if e["event"] == "daemon.flags_repaired"]
+    assert [(e["copy"], e["row"]) for e in repaired] == [(0, 3)]  # enabled and armed
+
+
+async def test_an_idle_daemon_writes_nothing_to_the_database(
+    database_url: str, db: asyncpg.Connection, capture_server: CaptureServer
+) -> None:
+    """Each idle poll used to disarm and re-arm the doorbell: two writes a second, forever."""
+    school = await seed_school(db)
+    settings = fast_settings(capture_server.url, daemon={"idle_poll_interval_s": 0.05})
+    state_version = "select xmin::text from results_realtime.runtime_state"
+    async with running(database_url, settings):
+        await submit_text(db, "a-text", school.pupils[0], "the daemon was busy once")
         await capture_server.wait_until(cell_is(school.channel(), "a-text", school.pupils[0]))
+        await eventually(
+            lambda: db.fetchval("select doorbell_armed from results_realtime.runtime_state"),
+            what="the daemon idle, its doorbell armed",
+        )
+        before = await db.fetchval(state_version)
+        await _idle_polls(db, count=3)
+        assert await db.fetchval(state_version) == before
+        # the bell it left armed still works
+        await submit_text(db, "a-text", school.pupils[1], "rung")
+        await capture_server.wait_until(cell_is(school.channel(), "a-text", school.pupils[1]))
+
+
+async def _idle_polls(db: asyncpg.Connection, *, count: int) -> None:
+    """Until the idle work loop has waited `count` more times (each wait follows a new query)."""
+    seen: set[object] = set()
+
+    async def waits_seen() -> bool:
+        started = await db.fetchval(
+            "select query_start from pg_stat_activity"
+            " where application_name = 'results-realtime work' and state = 'idle'"
+        )
+        if started is not None:
+            seen.add(started)
+        return len(seen) > count
+
+    await eventually(waits_seen, what=f"{count} idle polls of the daemon")
 
 
 async def test_stop_is_bounded_when_the_database_stops_answering(

@@ -153,19 +153,19 @@ async def test_object_cell_maps_a_valid_path(school: School) -> None:
 
 async def test_flag_off_records_nothing_and_on_again_records(school: School, store: Store) -> None:
     await store.set_enabled(False)
-    assert await store.get_enabled() is False
+    assert (await store.flags_state()).enabled is False
     await school.submit("A1", school.p1, {"text": "while off"})
     await school.upload(school.path("A2", school.p1))
     assert await school.outbox() == []
     await store.set_enabled(True)
-    assert await store.get_enabled() is True
+    assert (await store.flags_state()).enabled is True
     await school.submit("A1", school.p2, {"text": "on again"})
     assert await school.outbox() == [("A1", school.p2, "insert", "pupil")]
 
 
 async def test_set_enabled_restores_a_missing_state_row(school: School, store: Store) -> None:
     await school.conn.execute("delete from results_realtime.runtime_state")
-    assert await store.get_enabled() is False
+    assert (await store.flags_state()).enabled is False
     await school.submit("A1", school.p1, {"text": "no state row: recorded nowhere"})
     await store.set_enabled(True)
     await school.submit("A1", school.p2, {"text": "x"})

@@ -4,7 +4,9 @@ Work loop of the leader (the doorbell protocol agreed with the triggers):
 - idle: clear the wake flag, arm the doorbell, look once more for work (a change committed before
   the arm rang no bell), then wait for a notification or `idle_poll_interval_s` (much less while
   a transaction that wrote outbox rows before the arm is still open: its commit rings no bell
-  either, see linger.UnrungWait);
+  either, see linger.UnrungWait). A wait that ends with nobody ringing is followed by one look
+  at the outbox with the doorbell left armed, so an idle daemon writes nothing to the database;
+  the same quiet poll checks that the triggers still read the flags the state row holds;
 - busy: disarm (writers stop NOTIFYing, so they do not serialize on the NOTIFY lock), then
   publish what is staged, stage more when the rate budget has room, and poll every
   `busy_poll_interval_ms` until both the outbox and the stage are empty.
@@ -444,7 +446,9 @@ class PipelineService:
         """Stage while there is work and budget; arm the doorbell and wait when there is none."""
         assert self.publisher is not None
         d = self.settings.daemon
-        limit, disarm = d.batch_size, True
+        limit = d.batch_size
+        armed = True  # the doorbell may be armed (at start: whatever an earlier daemon left)
+        quiet = False  # the last idle wait ended with nobody ringing
         replan = PlanRefresh()
         linger, unrung = Linger(d), UnrungWait(d)
         try:
@@ -457,20 +461,22 @@ class PipelineService:
                     continue
                 self._cycles += 1
                 started = time.monotonic()
+                disarm = armed and not quiet  # a quiet poll only looks: no write while idle
                 with structlog.contextvars.bound_contextvars(cycle=self._cycles):
                     result = await self._stage(conn, limit, disarm)
                 took_s = time.monotonic() - started
+                armed = armed and not disarm
                 vacuum.claimed(result.claimed)
                 if replan.claimed(result.claimed):
                     await self.store.refresh_plans(conn)
-                disarm = False
                 if result.messages:
                     await handoff.put(_Batch(self._cycles, result.messages))
                 if result.claimed == 0:
-                    await self._idle(conn, handoff, unrung)
+                    quiet = not await self._idle(conn, handoff, unrung)
+                    armed = True
                     linger.idle()
-                    disarm = True
                     continue
+                quiet = False  # found work with the bell armed: the next staging disarms it
                 pause_s = linger.pause_s(result.claimed, started=started, took_s=took_s)
                 limit = await self._next_limit(conn, limit, result)
                 if result.claimed < limit:
@@ -522,11 +528,15 @@ class PipelineService:
 
     async def _idle(
         self, conn: asyncpg.Connection, handoff: Handoff[_Batch], unrung: UnrungWait
-    ) -> None:
-        """Nothing to stage: once the publisher is done, arm the doorbell and wait for it."""
+    ) -> bool:
+        """Nothing to stage: once the publisher is done, arm the doorbell and wait for it.
+
+        Returns whether work may be waiting: the bell rang, rows were found right after the arm,
+        or a stop interrupted the wait. False: the wait ran out with nobody ringing.
+        """
         assert self.listener is not None
         if not await handoff.wait_drained():
-            return
+            return True
         self.listener.wake.clear()
         ack, self._acks = self._acks, []
         try:
@@ -536,16 +546,33 @@ class PipelineService:
             raise
         in_flight = await self.store.outbox_writers_in_flight(conn=conn)
         if await self.store.outbox_depth(conn=conn):
-            return  # committed before the bell was armed: no notification will come
+            return True  # committed before the bell was armed: no notification will come
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(unrung.wait_s(writers_in_flight=in_flight)):
                 await _first_of(self.listener.wake, self._stopping)
-        if not self.listener.wake.is_set() and not in_flight:
-            await self._check_flag()
+        if self.listener.wake.is_set() or self._stopping.is_set():
+            return True
+        if not in_flight:
+            await self._check_flags(conn)
+        return False
 
-    async def _check_flag(self) -> None:
-        """Notice someone else flipping the flag in the database (the triggers obey it)."""
-        enabled = await self.store.get_enabled()
+    async def _check_flags(self, conn: asyncpg.Connection) -> None:
+        """Notice someone else flipping the flag, and a copy of the flags the triggers misread.
+
+        The triggers read a copy of the state row's flags (migration 0011) that a rolled-back
+        TRUNCATE of the row's table leaves at 0: every change would go unrecorded. Rewriting the
+        row rewrites the copy.
+        """
+        flags = await self.store.flags_state(conn=conn)
+        if not flags.copy_in_line:
+            log.warning(
+                "daemon.flags_repaired",
+                copy=flags.copy_bits,
+                row=flags.row_bits,
+                note="the triggers' copy of the flags differed from runtime_state; rewritten",
+            )
+            await self.store.rewrite_flags(conn=conn)
+        enabled = flags.enabled
         if enabled != self._enabled:
             log.warning(
                 "daemon.flag_changed",

@@ -106,6 +106,19 @@ class _Claim:
     last_seqs: dict[str, int] = field(default_factory=dict)  # of the items' channels, 0 if new
 
 
+@dataclass(frozen=True, slots=True)
+class FlagsState:
+    """The feature flag, and the flags' bits in runtime_state and in the triggers' copy."""
+
+    enabled: bool
+    row_bits: int
+    copy_bits: int
+
+    @property
+    def copy_in_line(self) -> bool:
+        return self.row_bits == self.copy_bits
+
+
 class _EnrichFailed(Exception):
     """The one-call enrichment raised (nothing was staged)."""
 
@@ -473,8 +486,17 @@ class Store:
 
     # ---------------------------------------------------------------------- flag and doorbell
 
-    async def get_enabled(self) -> bool:
-        return bool(await self._pool.fetchval(query("store_get_enabled")))
+    async def flags_state(self, *, conn: _Conn | None = None) -> FlagsState:
+        async with self._connection(conn) as c:
+            row = await c.fetchrow(query("store_flags_state"))
+        assert row is not None
+        return FlagsState(
+            enabled=row["enabled"], row_bits=row["row_bits"], copy_bits=row["copy_bits"]
+        )
+
+    async def rewrite_flags(self, *, conn: _Conn | None = None) -> None:
+        async with self._connection(conn) as c:
+            await c.execute(query("store_rewrite_flags"))
 
     async def set_enabled(self, enabled: bool) -> None:
         """Mirror the feature flag: the triggers record changes only while it is on."""

@@ -1,1 +1,0 @@
-select coalesce((select enabled from results_realtime.runtime_state), false)
