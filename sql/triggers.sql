@@ -18,7 +18,9 @@
 -- computed values into our own outbox is outside the guard: a guarded write would give each
 -- writing statement a subtransaction id, and a transaction with more than 64 of those makes every
 -- other session's snapshots slower (subxid cache overflow). That INSERT has no constraint that
--- the computed values could violate.
+-- the computed values could violate: every path keeps only keys whose activity and pupil are both
+-- known (an app's own table may allow NULLs there, an adapted object_cell_v1 may map an object
+-- to an activity without a pupil), which is also what the outbox's NOT NULL columns require.
 --
 -- The doorbell: pg_notify only while the daemon has armed it (runtime_state.doorbell_armed), so
 -- concurrent writers do not serialize on the cluster-wide NOTIFY lock while the daemon is busy
@@ -143,16 +145,19 @@ begin
             into v_activity_ids, v_pupil_ids, v_ops, v_sources
             from pairs as p
             cross join lateral (
-                select p.new_activity_id, p.new_pupil_id where p.new_activity_id is not null
+                select p.new_activity_id, p.new_pupil_id
+                where p.new_activity_id is not null and p.new_pupil_id is not null
                 union
-                select p.old_activity_id, p.old_pupil_id where p.old_activity_id is not null
+                select p.old_activity_id, p.old_pupil_id
+                where p.old_activity_id is not null and p.old_pupil_id is not null
             ) as k (activity_id, pupil_id)
             where p.source is not null;
         else
             select array_agg(o.activity_id), array_agg(o.user_id), array_agg('delete'::text),
                    array_agg('system'::text)
             into v_activity_ids, v_pupil_ids, v_ops, v_sources
-            from old_rows as o;
+            from old_rows as o
+            where o.activity_id is not null and o.user_id is not null;
         end if;
     exception when others then
         perform results_realtime.warn_unrecorded_change_v1(
@@ -201,7 +206,7 @@ begin
             into v_activity_ids, v_pupil_ids, v_ops, v_names
             from new_rows as n
             cross join lateral results_realtime.object_cell_v1(n.bucket_id, n.name) as c
-            where c.activity_id is not null;
+            where c.activity_id is not null and c.pupil_id is not null;
         elsif tg_op = 'UPDATE' then
             with pairs as (
                 select o.bucket_id as old_bucket, o.name as old_name,
@@ -214,13 +219,13 @@ begin
                 select c.activity_id, c.pupil_id, 'delete' as op, p.old_name as name
                 from pairs as p
                 cross join lateral results_realtime.object_cell_v1(p.old_bucket, p.old_name) as c
-                where p.moved and c.activity_id is not null
+                where p.moved and c.activity_id is not null and c.pupil_id is not null
                 union all
                 select c.activity_id, c.pupil_id,
                        case when p.moved then 'insert' else 'update' end, p.new_name
                 from pairs as p
                 cross join lateral results_realtime.object_cell_v1(p.new_bucket, p.new_name) as c
-                where c.activity_id is not null
+                where c.activity_id is not null and c.pupil_id is not null
             )
             select array_agg(ch.activity_id), array_agg(ch.pupil_id), array_agg(ch.op),
                    array_agg(ch.name)
@@ -232,7 +237,7 @@ begin
             into v_activity_ids, v_pupil_ids, v_ops, v_names
             from old_rows as o
             cross join lateral results_realtime.object_cell_v1(o.bucket_id, o.name) as c
-            where c.activity_id is not null;
+            where c.activity_id is not null and c.pupil_id is not null;
         end if;
     exception when others then
         perform results_realtime.warn_unrecorded_change_v1(
@@ -333,7 +338,7 @@ begin
         into v_activity_ids, v_pupil_ids, v_names
         from storage.objects as o
         cross join lateral results_realtime.object_cell_v1(o.bucket_id, o.name) as c
-        where c.activity_id is not null;
+        where c.activity_id is not null and c.pupil_id is not null;
     exception when others then
         perform results_realtime.warn_unrecorded_change_v1(
             tg_name, tg_table_schema, tg_table_name, sqlstate, sqlerrm);

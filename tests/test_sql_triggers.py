@@ -271,6 +271,44 @@ async def test_a_broken_adapter_warns_and_the_upload_still_commits(school: Schoo
     assert any("adapter bug" in w and "results_realtime_insert_v1" in w for w in warnings), warnings
 
 
+async def test_rows_with_a_null_key_record_nothing_and_every_write_commits(school: School) -> None:
+    """An app's own submissions may allow NULL keys; the outbox may not: such rows have no cell."""
+    await school.conn.execute(
+        "alter table public.submissions alter column user_id drop not null,"
+        " alter column activity_id drop not null"
+    )
+    await school.conn.execute(
+        "insert into public.submissions (activity_id, user_id) values ('A1', null), (null, $1)",
+        school.p1,
+    )
+    await school.conn.execute("""update public.submissions set body = '{"text": "b"}'""")
+    await school.conn.execute("delete from public.submissions")
+    assert await school.conn.fetchval("select count(*) from public.submissions") == 0
+    assert await school.outbox() == []
+
+
+async def test_an_object_mapped_to_no_pupil_records_nothing_and_every_write_commits(
+    school: School,
+) -> None:
+    """An adapted object_cell_v1 may name an activity but no pupil (a teacher's worksheet)."""
+    await school.conn.execute(
+        """
+        create or replace function results_realtime.object_cell_v1(
+            bucket_id text, name text,
+            out lesson_id text, out activity_id text, out pupil_id uuid)
+        language sql stable as $$ select 'L1', 'A2', null::uuid $$
+        """
+    )
+    name = school.path("A2", school.p1)
+    await school.upload(name)
+    await school.conn.execute("update storage.objects set name = name || '.v2'")
+    await school.delete_upload(name + ".v2")
+    await school.upload(name)
+    await school.conn.execute("truncate storage.objects")
+    assert await school.conn.fetchval("select count(*) from storage.objects") == 0
+    assert await school.outbox() == []
+
+
 async def test_a_broken_schema_warns_and_the_submission_still_commits(school: School) -> None:
     await school.conn.execute("drop sequence results_realtime.runtime_flags")
     warnings: list[str] = []
