@@ -44,7 +44,11 @@ async def migrate(conn: asyncpg.Connection) -> MigrateResult:
         applied: list[str] = []
         for migration in migrations():
             if migration.version in done:
-                _check_unchanged(migration, done[migration.version]["checksum"])
+                recorded = done[migration.version]["checksum"]
+                if recorded in migration.replaces:
+                    await _record_rewritten(conn, migration)
+                else:
+                    _check_unchanged(migration, recorded)
                 continue
             await _apply(conn, migration)
             applied.append(f"{migration.version:04d}_{migration.name}")
@@ -62,6 +66,20 @@ def _check_unchanged(migration: Migration, recorded: str) -> None:
             f"migration {migration.version:04d}_{migration.name} was edited after it was applied; "
             "migrations are never edited, add a new numbered file instead"
         )
+
+
+async def _record_rewritten(conn: asyncpg.Connection, migration: Migration) -> None:
+    """An earlier text of a rewritten file applied here: record the current one (once)."""
+    await conn.execute(
+        "update results_realtime.schema_migrations set checksum = $2 where version = $1",
+        migration.version,
+        migration.checksum,
+    )
+    log.info(
+        "migrate.record_updated",
+        migration=f"{migration.version:04d}_{migration.name}",
+        note="an earlier text of this file applied here; the rewrite changes nothing where it did",
+    )
 
 
 async def _apply(conn: asyncpg.Connection, migration: Migration) -> None:

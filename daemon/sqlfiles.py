@@ -10,6 +10,7 @@ from importlib.resources import files
 from importlib.resources.abc import Traversable
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_REPLACES = re.compile(r"^-- replaces: ([0-9a-f]{64})$", re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +22,16 @@ class Migration:
     @property
     def checksum(self) -> str:
         return hashlib.sha256(self.sql.encode()).hexdigest()
+
+    @property
+    def replaces(self) -> frozenset[str]:
+        """Checksums of earlier texts of this file, named in it by `-- replaces: <sha256>` lines.
+
+        Only for a file rewritten so that it also applies where its first text could not, and
+        that changes nothing where that text did apply (the file says why): a database that
+        recorded an earlier text is then as up to date as one that ran this one.
+        """
+        return frozenset(_REPLACES.findall(self.sql))
 
 
 def sql_root() -> Traversable:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from pathlib import Path
 
 import asyncpg
 import pytest
+from structlog.testing import capture_logs
 
 from daemon.errors import MigrationError
 from daemon.migrate import migrate
@@ -87,6 +89,108 @@ async def test_existing_app_tables_are_neither_created_nor_altered(pg_server: Pg
     finally:
         await conn.close()
         await admin.execute(f"drop database if exists {name} with (force)")
+        await admin.close()
+
+
+async def test_a_database_that_recorded_an_earlier_text_of_a_rewritten_file_is_up_to_date(
+    db: asyncpg.Connection,
+) -> None:
+    rewritten = next(m for m in migrations() if m.replaces)
+    (earlier,) = rewritten.replaces
+    recorded = "select checksum from results_realtime.schema_migrations where version = $1"
+    await db.execute(
+        "update results_realtime.schema_migrations set checksum = $2 where version = $1",
+        rewritten.version,
+        earlier,
+    )
+    with capture_logs() as logs:
+        result = await migrate(db)
+    assert result.applied == []
+    assert await db.fetchval(recorded, rewritten.version) == rewritten.checksum
+    assert [e["migration"] for e in logs if e["event"] == "migrate.record_updated"] == [
+        f"{rewritten.version:04d}_{rewritten.name}"
+    ]
+    await migrate(db)  # recorded now: nothing more to say
+    assert await db.fetchval(recorded, rewritten.version) == rewritten.checksum
+
+
+async def test_migrate_as_a_platform_role_that_may_not_create_in_supabase_schemas(
+    pg_server: PgServer,
+) -> None:
+    """A Supabase project: auth, storage and realtime belong to the platform's own roles, and
+    the postgres role may use them but not create in them (nor in the database's other schemas
+    it does not own). Migrating must neither need that nor grant anything on them."""
+    suffix = os.getpid()
+    name = f"rr_platform_{suffix}"
+    migrator, platform, realtime_admin = (
+        f"rr_sb_postgres_{suffix}",
+        f"rr_sb_admin_{suffix}",
+        f"rr_sb_realtime_admin_{suffix}",
+    )
+    admin = await asyncpg.connect(pg_server.dsn or None)
+    await admin.execute(f"drop database if exists {name} with (force)")
+    for role in (migrator, platform, realtime_admin):
+        await admin.execute(f"drop role if exists {role}")
+        await admin.execute(f"create role {role} nologin")
+    await admin.execute(f"grant {realtime_admin} to {migrator}")  # as postgres may own policies
+    await admin.execute(f"create database {name} owner {migrator}")
+    conn = await asyncpg.connect(pg_server.database(name))
+    try:
+        # the objects Supabase creates, owned by its roles; migration 0001 creates the API roles
+        # where missing, as on any local server
+        await conn.execute(migrations()[0].sql)
+        await conn.execute(
+            f"""
+            drop schema auth, storage, realtime cascade;
+            create schema auth authorization {platform};
+            create schema storage authorization {platform};
+            create schema realtime authorization {platform};
+            grant usage on schema auth, storage, realtime to {migrator};
+            set role {platform};
+            create function auth.uid() returns uuid language sql stable
+                as $$ select nullif(current_setting('request.jwt.claim.sub', true), '')::uuid $$;
+            create function auth.jwt() returns jsonb language sql stable
+                as $$ select '{{}}'::jsonb $$;
+            create function auth.role() returns text language sql stable
+                as $$ select null::text $$;
+            create function realtime.topic() returns text language sql stable
+                as $$ select nullif(current_setting('realtime.topic', true), '') $$;
+            create table storage.objects (id uuid primary key default gen_random_uuid(),
+                bucket_id text, name text, owner uuid, metadata jsonb,
+                created_at timestamptz default now(), updated_at timestamptz default now());
+            grant all on storage.objects to {migrator};
+            reset role;
+            create table realtime.messages (topic text not null, extension text not null,
+                payload jsonb, event text, private boolean default false,
+                inserted_at timestamp not null default now(),
+                id uuid not null default gen_random_uuid());
+            alter table realtime.messages owner to {realtime_admin};
+            alter table realtime.messages enable row level security;
+            """
+        )
+        acl_sql = (
+            "select nspname, nspacl::text from pg_namespace"
+            " where nspname in ('auth', 'storage', 'realtime') order by 1"
+        )
+        before = [tuple(r) for r in await conn.fetch(acl_sql)]
+        await conn.execute(f"set role {migrator}")
+        await migrate(conn)
+        await conn.execute("reset role")
+        assert [tuple(r) for r in await conn.fetch(acl_sql)] == before
+        triggers = await conn.fetchval(
+            "select count(*) from pg_trigger"
+            " where tgname like 'results_realtime_%' and tgrelid = 'storage.objects'::regclass"
+        )
+        assert triggers == 4
+        assert await conn.fetchval(
+            "select count(*) from pg_policies where schemaname = 'realtime'"
+            " and policyname = 'results_realtime_teachers_read_v1'"
+        )
+    finally:
+        await conn.close()
+        await admin.execute(f"drop database if exists {name} with (force)")
+        for role in (migrator, platform, realtime_admin):
+            await admin.execute(f"drop role if exists {role}")
         await admin.close()
 
 
