@@ -10,6 +10,7 @@ from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs
 
 from daemon.localpg import free_port
+from daemon.sqlfiles import query
 from tests.support.capture_server import CaptureServer
 from tests.support.cells import assert_gapless, cell_is
 from tests.support.daemon import fast_settings, running
@@ -149,7 +150,7 @@ async def test_a_rolled_back_truncate_of_the_state_table_does_not_silence_the_tr
             await _idle_polls(db, count=1)  # past its start, which rewrites the row anyway
             await db.execute("begin; truncate results_realtime.runtime_state; rollback;")
             assert await db.fetchval("select enabled from results_realtime.runtime_state")
-            assert await db.fetchval(copy) == 0  # what the triggers read now: off
+            # the copy is 0 (off) now, until the daemon repairs it: see its event below
 
             async def copy_says_on() -> bool:
                 return bool(await db.fetchval(copy) & 1)
@@ -181,6 +182,88 @@ async def test_an_idle_daemon_writes_nothing_to_the_database(
         # the bell it left armed still works
         await submit_text(db, "a-text", school.pupils[1], "rung")
         await capture_server.wait_until(cell_is(school.channel(), "a-text", school.pupils[1]))
+
+
+async def test_work_found_by_a_quiet_poll_silences_the_doorbell_before_it_is_published(
+    database_url: str, db: asyncpg.Connection, capture_server: CaptureServer
+) -> None:
+    """A writer whose trigger saw the bell disarmed and that commits after the daemon went idle
+    rings nothing; the quiet poll finds its rows. While that batch is published (here slowly: two
+    channels at one message a second) the writers must not be NOTIFYing."""
+    school = await seed_school(db)
+    pupil = school.both_groups_pupil  # one change, two channels: two messages
+    settings = fast_settings(
+        capture_server.url,
+        daemon={"idle_poll_interval_s": 0.05},
+        publish={"max_messages_per_second": 1},
+    )
+    armed = "select doorbell_armed from results_realtime.runtime_state"
+    await db.execute("update results_realtime.runtime_state set doorbell_armed = false")
+    writer = await asyncpg.connect(database_url)
+    try:
+        await writer.execute("begin")
+        await submit_text(writer, "a-text", pupil, "rang nothing")
+        async with running(database_url, settings):
+            await eventually(lambda: db.fetchval(armed), what="the daemon idle, its bell armed")
+            await _waiting_for_the_bell(db)  # so that it finds the rows with a quiet poll
+            await writer.execute("commit")
+            await capture_server.wait_until(cell_is(school.channel(), "a-text", pupil))
+            assert not await db.fetchval(armed)  # the second message is still waiting
+            await capture_server.wait_until(
+                cell_is(school.channel(school.groups[1]), "a-text", pupil)
+            )
+    finally:
+        await writer.close()
+
+
+async def test_the_flags_copy_is_repaired_while_a_writer_transaction_stays_open(
+    database_url: str, db: asyncpg.Connection, capture_server: CaptureServer
+) -> None:
+    """An open transaction that wrote outbox rows keeps the idle daemon in short waits; the copy
+    the triggers read must be repaired meanwhile, or every change in that time goes unrecorded."""
+    school = await seed_school(db)
+    copy = "select pg_sequence_last_value('results_realtime.runtime_flags')"
+    settings = fast_settings(capture_server.url, daemon={"idle_poll_interval_s": 0.05})
+    writer = await asyncpg.connect(database_url)
+    try:
+        with capture_logs() as logs:
+            async with running(database_url, settings):
+                await _idle_polls(db, count=1)
+                await writer.execute("begin")
+                await submit_text(writer, "a-text", school.pupils[0], "left open")
+                await _idle_polls(db, count=2)  # it has seen the open writer
+                await db.execute("begin; truncate results_realtime.runtime_state; rollback;")
+
+                async def copy_says_on() -> bool:
+                    return bool(await db.fetchval(copy) & 1)
+
+                await eventually(copy_says_on, what="the copy repaired beside the open writer")
+                await submit_text(db, "a-text", school.pupils[1], "recorded")
+                await capture_server.wait_until(
+                    cell_is(school.channel(), "a-text", school.pupils[1])
+                )
+                await writer.execute("commit")
+                await capture_server.wait_until(
+                    cell_is(school.channel(), "a-text", school.pupils[0])
+                )
+        repaired = [e for e in logs if e["event"] == "daemon.flags_repaired"]
+        assert [(e["copy"], e["row"]) for e in repaired] == [(0, 3)]
+    finally:
+        await writer.close()
+
+
+async def _waiting_for_the_bell(db: asyncpg.Connection) -> None:
+    """Until the idle work loop's last statement before it waits is its last one so far."""
+    await eventually(
+        lambda: db.fetchval(
+            "select exists (select from pg_stat_activity"
+            " where application_name = 'results-realtime work' and state = 'idle'"
+            " and query = $1)",
+            query("store_outbox_depth"),
+        ),
+        interval_s=0.001,
+        what="the daemon waiting for its doorbell",
+    )
 
 
 async def _idle_polls(db: asyncpg.Connection, *, count: int) -> None:

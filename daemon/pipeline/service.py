@@ -466,6 +466,9 @@ class PipelineService:
                     result = await self._stage(conn, limit, disarm)
                 took_s = time.monotonic() - started
                 armed = armed and not disarm
+                if result.claimed and armed:  # a quiet poll found work: busy from now on
+                    await self.store.disarm_doorbell(conn=conn)
+                    armed = False
                 vacuum.claimed(result.claimed)
                 if replan.claimed(result.claimed):
                     await self.store.refresh_plans(conn)
@@ -476,7 +479,6 @@ class PipelineService:
                     armed = True
                     linger.idle()
                     continue
-                quiet = False  # found work with the bell armed: the next staging disarms it
                 pause_s = linger.pause_s(result.claimed, started=started, took_s=took_s)
                 limit = await self._next_limit(conn, limit, result)
                 if result.claimed < limit:
@@ -552,8 +554,7 @@ class PipelineService:
                 await _first_of(self.listener.wake, self._stopping)
         if self.listener.wake.is_set() or self._stopping.is_set():
             return True
-        if not in_flight:
-            await self._check_flags(conn)
+        await self._check_flags(conn)
         return False
 
     async def _check_flags(self, conn: asyncpg.Connection) -> None:
