@@ -293,15 +293,52 @@ async def test_a_stop_during_the_backoff_releases_the_batch_without_retrying(
     assert "publish.stalled" not in events
 
 
-async def test_a_stop_before_a_failure_sends_no_retry(capture_server: CaptureServer) -> None:
-    capture_server.fail_next(100, 500)
+async def test_a_request_in_flight_when_the_stop_comes_is_not_retried(
+    capture_server: CaptureServer,
+) -> None:
+    capture_server.fail_next(100, "timeout")  # no answer: the request times out after the stop
     stopping = asyncio.Event()
-    stopping.set()  # the batch was in flight when the stop came: it is not retried
+    outcomes = Outcomes()
+    async with make_publisher(capture_server.url, stopping=stopping) as publisher:
+        publish = asyncio.create_task(publisher.publish(messages(2), outcomes))
+        await capture_server.wait_for_requests(1)
+        stopping.set()
+        report = await publish
+    assert report.stalled
+    assert len(capture_server.requests) == 1
+    assert outcomes.acked == []
+
+
+async def test_a_stop_starts_no_further_request_of_the_batch(
+    capture_server: CaptureServer,
+) -> None:
+    """At 1 message a second the rest of a 4-message batch would take 3 more seconds."""
+    stopping = asyncio.Event()
+    outcomes = Outcomes()
+    budget = {"max_messages_per_second": 1, "max_messages_per_request": 1}
+    async with make_publisher(capture_server.url, stopping=stopping, **budget) as publisher:
+        publish = asyncio.create_task(publisher.publish(messages(4), outcomes))
+        await capture_server.wait_for_requests(1)
+        with capture_logs() as logs:
+            stopping.set()
+            async with asyncio.timeout(0.5):  # not the seconds the budget would wait
+                report = await publish
+    assert report.stalled
+    assert len(capture_server.requests) == 1
+    assert outcomes.acked == [1]
+    assert outcomes.failed_attempts == []  # never attempted: no attempt counted
+    released = [e for e in logs if e["event"] == "publish.released"]
+    assert [e["messages"] for e in released] == [3]
+
+
+async def test_a_stopped_publisher_sends_nothing(capture_server: CaptureServer) -> None:
+    stopping = asyncio.Event()
+    stopping.set()
     outcomes = Outcomes()
     async with make_publisher(capture_server.url, stopping=stopping) as publisher:
         report = await publisher.publish(messages(2), outcomes)
     assert report.stalled
-    assert len(capture_server.requests) == 1
+    assert capture_server.requests == []
     assert outcomes.acked == []
 
 

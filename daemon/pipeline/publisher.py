@@ -47,7 +47,7 @@ from daemon.errors import PublishError, RejectedPublishError, RetryablePublishEr
 from daemon.log import get_logger
 from daemon.pipeline.credentials import ServiceRoleCredential
 from daemon.pipeline.metrics import Metrics
-from daemon.pipeline.ratelimit import RollingWindowLimiter
+from daemon.pipeline.ratelimit import Admission, RollingWindowLimiter
 
 log = get_logger(__name__)
 
@@ -100,6 +100,10 @@ class _Throttled(RetryablePublishError):
 
 class _Stalled(PublishError):
     """Credential or URL refused: no point retrying now, and no message is at fault."""
+
+
+class _NotStarted(Exception):
+    """The daemon is stopping: the request was not sent (its messages stay staged)."""
 
 
 @dataclass(slots=True)
@@ -179,9 +183,14 @@ class Publisher:
         return self.limiter.delay_for(1)
 
     async def publish(self, messages: Sequence[Publishable], sink: Acknowledger) -> PublishReport:
-        """Send in order; stop at the first chunk that cannot be delivered now."""
+        """Send in order; stop at the first chunk that cannot be delivered now.
+
+        Once the daemon is stopping no request starts (one in flight finishes, unretried): what
+        is left stays staged for the next daemon, however much rate budget it would wait for.
+        """
         report = PublishReport()
-        for chunk in self.chunks(messages):
+        chunks = self.chunks(messages)
+        for sent, chunk in enumerate(chunks):
             try:
                 await self._deliver(chunk, sink, report)
             except RejectedPublishError:
@@ -189,6 +198,9 @@ class Publisher:
                     return report
             except (RetryablePublishError, _Stalled) as exc:
                 await self._stall(report, exc, chunk, sink)
+                return report
+            except _NotStarted:
+                self._hold(report, "stopping", sum(len(c) for c in chunks[sent:]))
                 return report
         return report
 
@@ -214,13 +226,16 @@ class Publisher:
         self, chunk: Sequence[Publishable], sink: Acknowledger, report: PublishReport
     ) -> bool:
         """One message per request, in order, to find the ones Realtime rejects."""
-        for message in chunk:
+        for sent, message in enumerate(chunk):
             try:
                 await self._deliver([message], sink, report)
             except RejectedPublishError as exc:
                 await self._dead_letter(message, exc, sink, report)
             except (RetryablePublishError, _Stalled) as exc:
                 await self._stall(report, exc, [message], sink)
+                return False
+            except _NotStarted:
+                self._hold(report, "stopping", len(chunk) - sent)
                 return False
         return True
 
@@ -250,7 +265,7 @@ class Publisher:
                         f"not retried, stopping (last attempt: {last_error})"
                     ) from last_error
                 attempts += 1
-                admission = await self.limiter.acquire(len(chunk))
+                admission = await self._admit(len(chunk))
                 report.requests += 1
                 try:
                     await self._post(body)
@@ -262,6 +277,23 @@ class Publisher:
         elapsed = time.monotonic() - started
         await sink.ack([m.id for m in chunk])
         self._record_accepted(chunk, elapsed, attempts, report)
+
+    async def _admit(self, n: int) -> Admission:
+        """Rate budget for a request of `n` messages, unless a stop comes first."""
+        if self._stopping.is_set():
+            raise _NotStarted
+        admitted = asyncio.ensure_future(self.limiter.acquire(n))
+        stopped = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({admitted, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not admitted.done():
+                admitted.cancel()
+            await asyncio.wait({admitted, stopped})
+        if admitted.cancelled():
+            raise _NotStarted
+        return admitted.result()
 
     async def _post(self, body: bytes) -> None:
         token = self._credential.token()
@@ -342,28 +374,40 @@ class Publisher:
         chunk: Sequence[Publishable],
         sink: Acknowledger,
     ) -> None:
+        self._hold(report, str(exc), len(chunk), status=exc.status, body=exc.body)
+        try:
+            await sink.mark_attempt([m.id for m in chunk])
+        except Exception as mark_exc:  # bookkeeping only: never mask the stall itself
+            log.warning("publish.mark_attempt_failed", error=repr(mark_exc))
+
+    def _hold(
+        self,
+        report: PublishReport,
+        reason: str,
+        messages: int,
+        *,
+        status: int | None = None,
+        body: str = "",
+    ) -> None:
+        """The rest of the batch stays staged: released for the next daemon, or stalled."""
         report.stalled = True
-        report.stall_reason = str(exc)
+        report.stall_reason = reason
         if self._stopping.is_set():
             log.info(
                 "publish.released",
-                reason=str(exc),
-                messages=len(chunk),
+                reason=reason,
+                messages=messages,
                 note="stopping: the messages stay staged and go out after the restart",
             )
         else:
             log.error(
                 "publish.stalled",
-                status=exc.status,
-                reason=str(exc),
-                body=exc.body,
-                messages=len(chunk),
+                status=status,
+                reason=reason,
+                body=body,
+                messages=messages,
                 note="messages stay staged and are retried in the next cycle",
             )
-        try:
-            await sink.mark_attempt([m.id for m in chunk])
-        except Exception as mark_exc:  # bookkeeping only: never mask the stall itself
-            log.warning("publish.mark_attempt_failed", error=repr(mark_exc))
 
     async def _dead_letter(
         self,

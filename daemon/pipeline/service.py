@@ -453,7 +453,7 @@ class PipelineService:
         linger, unrung = Linger(d), UnrungWait(d)
         try:
             while not self._stopping.is_set():
-                if not await handoff.wait_for_room():
+                if not await handoff.wait_for_room() or self._stopping.is_set():
                     return
                 budget_wait = self.publisher.budget_delay()
                 if budget_wait > 0:
