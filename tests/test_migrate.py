@@ -19,6 +19,27 @@ from tests.fixtures.db import PgServer
 from tests.support.process import cli_env
 from tests.support.silent_server import silent_server
 
+_REFERENCE_TABLES = [
+    "groups",
+    "lessons",
+    "activities",
+    "group_members",
+    "assignments",
+    "submissions",
+]
+_ROW_SECURITY = """
+    select relname from pg_class
+    where relnamespace = 'public'::regnamespace and relrowsecurity and relname = any($1::text[])
+    order by relname
+"""
+
+
+async def test_reference_tables_it_creates_are_closed_to_api_roles(db: asyncpg.Connection) -> None:
+    """On Supabase, anon and authenticated get every privilege on new tables in public: a table
+    created for the reference schema has RLS on, so none of its rows is theirs without a policy."""
+    closed = [r["relname"] for r in await db.fetch(_ROW_SECURITY, _REFERENCE_TABLES)]
+    assert closed == sorted(_REFERENCE_TABLES)
+
 
 async def test_second_run_applies_nothing(db: asyncpg.Connection) -> None:
     result = await migrate(db)
@@ -85,6 +106,7 @@ async def test_existing_app_tables_are_neither_created_nor_altered(pg_server: Pg
         await migrate(conn)
         after = [tuple(r) for r in await conn.fetch(shape_sql)]
         assert after == before
+        assert await conn.fetch(_ROW_SECURITY, _REFERENCE_TABLES) == []  # left as they were
         assert ("public", "submissions", "app_column") in [r[:3] for r in after]
     finally:
         await conn.close()
@@ -215,7 +237,7 @@ async def test_an_upgrade_keeps_the_flag_it_finds(
             patch.setattr("daemon.migrate.migrations", lambda: before_copy)
             await migrate(conn)
         await conn.execute("update results_realtime.runtime_state set enabled = false")
-        assert (await migrate(conn)).applied == ["0011_flags_mirror"]
+        assert (await migrate(conn)).applied[0] == "0011_flags_mirror"
         await conn.execute(
             "insert into public.lessons (id, title) values ('L1', 'L');"
             "insert into public.activities (id, lesson_id, title, kind) values"
