@@ -8,7 +8,14 @@ import asyncpg
 
 from daemon.errors import MigrationError
 from daemon.log import get_logger
-from daemon.sqlfiles import Migration, migrations, triggers_sql
+from daemon.sqlfiles import (
+    Migration,
+    checksum_of,
+    migrations,
+    query,
+    triggers_defined,
+    triggers_sql,
+)
 
 log = get_logger(__name__)
 
@@ -23,7 +30,14 @@ create table if not exists results_realtime.schema_migrations (
     checksum text not null,
     applied_at timestamptz not null default now()
 );
+create table if not exists results_realtime.repeatable_files (
+    name text primary key,
+    checksum text not null,
+    applied_at timestamptz not null default now()
+);
 """
+_TRIGGERS_FILE = "triggers.sql"
+DEFAULT_LOCK_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +46,21 @@ class MigrateResult:
     already: int
 
 
-async def migrate(conn: asyncpg.Connection) -> MigrateResult:
-    """Idempotent: a second run applies nothing. A changed, already-applied file is an error."""
+async def migrate(
+    conn: asyncpg.Connection, *, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
+) -> MigrateResult:
+    """Idempotent: a second run applies nothing and locks none of the app's tables. A changed,
+    already-applied file is an error.
+
+    Each lock a statement needs is waited for at most `lock_timeout_s`: a DDL statement waiting
+    for a lock queues every later reader and writer of that table behind it, so a migration
+    that meets a long transaction fails (and can be retried) instead of stalling the app.
+    """
     await conn.execute("select pg_advisory_lock($1)", _MIGRATE_LOCK_KEY)
     try:
+        await conn.execute(
+            "select set_config('lock_timeout', $1, false)", f"{round(lock_timeout_s * 1000)}ms"
+        )
         await conn.execute(_BOOKKEEPING)
         rows = await conn.fetch(
             "select version, name, checksum from results_realtime.schema_migrations"
@@ -50,14 +75,39 @@ async def migrate(conn: asyncpg.Connection) -> MigrateResult:
                 else:
                     _check_unchanged(migration, recorded)
                 continue
-            await _apply(conn, migration)
+            await _apply(conn, migration, lock_timeout_s)
             applied.append(f"{migration.version:04d}_{migration.name}")
-        async with conn.transaction():
-            await conn.execute(triggers_sql())
+        await _apply_triggers(conn, lock_timeout_s)
         log.info("migrate.done", applied=applied, already=len(done))
         return MigrateResult(applied=applied, already=len(done))
     finally:
         await conn.execute("select pg_advisory_unlock($1)", _MIGRATE_LOCK_KEY)
+        await conn.execute("reset lock_timeout")
+
+
+async def _apply_triggers(conn: asyncpg.Connection, lock_timeout_s: float) -> None:
+    """The repeatable triggers file, when it changed or one of its triggers is missing."""
+    text = triggers_sql()
+    checksum = checksum_of(text)
+    wanted = triggers_defined(text)
+    state = await conn.fetchrow(
+        query("runtime_triggers_state"),
+        _TRIGGERS_FILE,
+        [table for table, _ in wanted],
+        [name for _, name in wanted],
+    )
+    assert state is not None
+    if state["recorded"] == checksum and state["present"] == len(wanted):
+        return
+    try:
+        async with conn.transaction():
+            await conn.execute(text)
+            await conn.execute(query("runtime_record_triggers"), _TRIGGERS_FILE, checksum)
+    except asyncpg.LockNotAvailableError as exc:
+        raise _gave_up_waiting(f"sql/{_TRIGGERS_FILE}", lock_timeout_s, exc) from exc
+    except asyncpg.PostgresError as exc:
+        raise MigrationError(f"sql/{_TRIGGERS_FILE} failed and was rolled back: {exc}") from exc
+    log.info("migrate.triggers_applied", checksum=checksum[:12])
 
 
 def _check_unchanged(migration: Migration, recorded: str) -> None:
@@ -82,7 +132,7 @@ async def _record_rewritten(conn: asyncpg.Connection, migration: Migration) -> N
     )
 
 
-async def _apply(conn: asyncpg.Connection, migration: Migration) -> None:
+async def _apply(conn: asyncpg.Connection, migration: Migration, lock_timeout_s: float) -> None:
     label = f"{migration.version:04d}_{migration.name}"
     try:
         async with conn.transaction():
@@ -94,6 +144,16 @@ async def _apply(conn: asyncpg.Connection, migration: Migration) -> None:
                 migration.name,
                 migration.checksum,
             )
+    except asyncpg.LockNotAvailableError as exc:
+        raise _gave_up_waiting(f"migration {label}", lock_timeout_s, exc) from exc
     except asyncpg.PostgresError as exc:
         raise MigrationError(f"migration {label} failed and was rolled back: {exc}") from exc
     log.info("migrate.applied", migration=label)
+
+
+def _gave_up_waiting(what: str, lock_timeout_s: float, exc: Exception) -> MigrationError:
+    return MigrationError(
+        f"{what} waited {lock_timeout_s:g} s for a lock and gave up, so as not to hold up the "
+        f"app's readers and writers queued behind it ({exc}): a long transaction holds a table "
+        "it changes; nothing was applied by it; run migrate again once that transaction ended"
+    )

@@ -21,7 +21,7 @@ class Migration:
 
     @property
     def checksum(self) -> str:
-        return hashlib.sha256(self.sql.encode()).hexdigest()
+        return checksum_of(self.sql)
 
     @property
     def replaces(self) -> frozenset[str]:
@@ -32,6 +32,11 @@ class Migration:
         recorded an earlier text is then as up to date as one that ran this one.
         """
         return frozenset(_REPLACES.findall(self.sql))
+
+
+def checksum_of(text: str) -> str:
+    """What migrate records of a file it applied, to tell whether it changed since."""
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def sql_root() -> Traversable:
@@ -53,6 +58,14 @@ def migrations() -> list[Migration]:
 
 def triggers_sql() -> str:
     return (sql_root() / "triggers.sql").read_text(encoding="utf-8")
+
+
+_TRIGGER = re.compile(r"^create or replace trigger (\w+)\s+\w+\s+\w+\s+on\s+([\w.]+)", re.MULTILINE)
+
+
+def triggers_defined(text: str) -> list[tuple[str, str]]:
+    """(table, trigger name) of every trigger the triggers file creates."""
+    return [(table, name) for name, table in _TRIGGER.findall(text)]
 
 
 @cache

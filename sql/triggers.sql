@@ -1,4 +1,5 @@
--- Repeatable (re-applied by every `migrate`): the triggers that turn writes into outbox rows.
+-- Repeatable (applied by `migrate` whenever this file changed or one of its triggers is missing):
+-- the triggers that turn writes into outbox rows.
 --
 -- Updates and deletes, and every change to storage objects: statement-level AFTER triggers with
 -- transition tables, one call per statement however many rows it touched, so the AI worker's
@@ -366,47 +367,39 @@ revoke all on function results_realtime.record_object_changes_v1() from public;
 revoke all on function results_realtime.record_submission_truncate_v1() from public;
 revoke all on function results_realtime.record_object_truncate_v1() from public;
 
-drop trigger if exists results_realtime_insert_v1 on public.submissions;
-create trigger results_realtime_insert_v1
+create or replace trigger results_realtime_insert_v1
     after insert on public.submissions
     for each row execute function results_realtime.record_submission_insert_v1();
 
-drop trigger if exists results_realtime_update_v1 on public.submissions;
-create trigger results_realtime_update_v1
+create or replace trigger results_realtime_update_v1
     after update on public.submissions
     referencing old table as old_rows new table as new_rows
     for each statement execute function results_realtime.record_submission_changes_v1();
 
-drop trigger if exists results_realtime_delete_v1 on public.submissions;
-create trigger results_realtime_delete_v1
+create or replace trigger results_realtime_delete_v1
     after delete on public.submissions
     referencing old table as old_rows
     for each statement execute function results_realtime.record_submission_changes_v1();
 
-drop trigger if exists results_realtime_truncate_v1 on public.submissions;
-create trigger results_realtime_truncate_v1
+create or replace trigger results_realtime_truncate_v1
     before truncate on public.submissions
     for each statement execute function results_realtime.record_submission_truncate_v1();
 
-drop trigger if exists results_realtime_insert_v1 on storage.objects;
-create trigger results_realtime_insert_v1
+create or replace trigger results_realtime_insert_v1
     after insert on storage.objects
     referencing new table as new_rows
     for each statement execute function results_realtime.record_object_changes_v1();
 
-drop trigger if exists results_realtime_update_v1 on storage.objects;
-create trigger results_realtime_update_v1
+create or replace trigger results_realtime_update_v1
     after update on storage.objects
     referencing old table as old_rows new table as new_rows
     for each statement execute function results_realtime.record_object_changes_v1();
 
-drop trigger if exists results_realtime_delete_v1 on storage.objects;
-create trigger results_realtime_delete_v1
+create or replace trigger results_realtime_delete_v1
     after delete on storage.objects
     referencing old table as old_rows
     for each statement execute function results_realtime.record_object_changes_v1();
 
-drop trigger if exists results_realtime_truncate_v1 on storage.objects;
-create trigger results_realtime_truncate_v1
+create or replace trigger results_realtime_truncate_v1
     before truncate on storage.objects
     for each statement execute function results_realtime.record_object_truncate_v1();

@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 from structlog.testing import capture_logs
 
+from bench.common import sql as bench_sql
 from daemon.errors import MigrationError
 from daemon.migrate import migrate
 from daemon.sqlfiles import Migration, migrations
@@ -198,6 +199,12 @@ async def test_migrate_as_a_platform_role_that_may_not_create_in_supabase_schema
         await conn.execute(f"set role {migrator}")
         await migrate(conn)
         await conn.execute("reset role")
+        # a trigger lost on the platform's table: the next migrate replaces the set, as a role
+        # that may add triggers to storage.objects but does not own it
+        await conn.execute("drop trigger results_realtime_update_v1 on storage.objects")
+        await conn.execute(f"set role {migrator}")
+        await migrate(conn)
+        await conn.execute("reset role")
         assert [tuple(r) for r in await conn.fetch(acl_sql)] == before
         triggers = await conn.fetchval(
             "select count(*) from pg_trigger"
@@ -214,6 +221,71 @@ async def test_migrate_as_a_platform_role_that_may_not_create_in_supabase_schema
         for role in (migrator, platform, realtime_admin):
             await admin.execute(f"drop role if exists {role}")
         await admin.close()
+
+
+async def _open_writer(database_url: str) -> asyncpg.Connection:
+    """A transaction that wrote to both tables the triggers are on, left open."""
+    writer = await asyncpg.connect(database_url)
+    await writer.execute(
+        "begin;"
+        "insert into public.lessons (id, title) values ('L9', 'l');"
+        "insert into public.activities (id, lesson_id, title, kind)"
+        " values ('A9', 'L9', 'a', 'text');"
+        "insert into public.submissions (activity_id, user_id) values ('A9', gen_random_uuid());"
+        "insert into storage.objects (bucket_id, name) values ('submissions', 'x')"
+    )
+    return writer
+
+
+async def test_a_second_run_locks_none_of_the_apps_tables(
+    db: asyncpg.Connection, database_url: str
+) -> None:
+    """It used to drop and create every trigger: an ACCESS EXCLUSIVE lock on submissions and
+    storage.objects that waited for every open writer and queued every later one behind it."""
+    writer = await _open_writer(database_url)
+    try:
+        with capture_logs() as logs:
+            async with asyncio.timeout(5):
+                result = await migrate(db)
+    finally:
+        await writer.close()
+    assert result.applied == []
+    assert "migrate.triggers_applied" not in [e["event"] for e in logs]
+
+
+async def test_a_missing_trigger_is_restored(db: asyncpg.Connection) -> None:
+    present = (
+        "select count(*) from pg_trigger where tgname like 'results_realtime_%_v1'"
+        " and tgrelid in ('public.submissions'::regclass, 'storage.objects'::regclass)"
+    )
+    expected = await db.fetchval(present)
+    await db.execute(bench_sql("drop_triggers"))
+    assert await db.fetchval(present) == 0
+    with capture_logs() as logs:
+        await migrate(db)
+    assert await db.fetchval(present) == expected == 8
+    assert "migrate.triggers_applied" in [e["event"] for e in logs]
+
+
+async def test_a_migration_that_meets_a_long_transaction_gives_up_instead_of_stalling_the_app(
+    db: asyncpg.Connection, database_url: str
+) -> None:
+    await db.execute("drop trigger results_realtime_update_v1 on storage.objects")  # to apply
+    writer = await _open_writer(database_url)
+    try:
+        with pytest.raises(MigrationError, match=r"triggers.sql waited 0.2 s for a lock"):
+            async with asyncio.timeout(5):
+                await migrate(db, lock_timeout_s=0.2)
+        await writer.execute("commit")  # the app's transaction went on unharmed
+    finally:
+        await writer.close()
+    await migrate(db)  # and once it ended, migrate goes through
+    assert (
+        await db.fetchval(
+            "select count(*) from pg_trigger where tgname = 'results_realtime_update_v1'"
+        )
+        == 2
+    )
 
 
 def test_migration_files_are_numbered_without_gaps() -> None:

@@ -24,23 +24,26 @@ SNAPSHOT_QUERIES = {
     "columns": """
         select table_schema, table_name, column_name, data_type, is_nullable, column_default
         from information_schema.columns
-        where table_schema = any($1) and table_name <> 'schema_migrations'
+        where table_schema = any($1)
+          and table_name not in ('schema_migrations', 'repeatable_files')
     """,
     "tables": """
         select n.nspname, c.relname, c.relkind, c.relrowsecurity, c.relacl::text,
                c.reloptions::text
         from pg_class c join pg_namespace n on n.oid = c.relnamespace
         where n.nspname = any($1) and c.relkind in ('r', 'p', 'v', 'S')
-          and c.relname not like 'schema_migrations%'
+          and c.relname not like 'schema_migrations%' and c.relname not like 'repeatable_files%'
     """,
     "constraints": """
         select n.nspname, c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid)
         from pg_constraint c join pg_namespace n on n.oid = c.connamespace
         where n.nspname = any($1) and c.conrelid::regclass::text not like '%schema_migrations'
+          and c.conrelid::regclass::text not like '%repeatable_files'
     """,
     "indexes": """
         select schemaname, tablename, indexname, indexdef from pg_indexes
-        where schemaname = any($1) and tablename <> 'schema_migrations'
+        where schemaname = any($1)
+          and tablename not in ('schema_migrations', 'repeatable_files')
     """,
     "functions": """
         select n.nspname, p.proname, pg_get_function_identity_arguments(p.oid),
