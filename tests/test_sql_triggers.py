@@ -126,6 +126,7 @@ async def test_upload_insert_overwrite_move_and_delete(school: School) -> None:
         ("avatars", "L1/A2/{p}/photo.png"),  # another bucket
         ("submissions", "L1/A2/photo.png"),  # too few parts
         ("submissions", "L1/A2/not-a-uuid/photo.png"),  # the pupil is not a uuid
+        ("submissions", "L1/A2/{P}/photo.png"),  # not the pupil's id as spelt (lower case)
         ("submissions", "L1/NOPE/{p}/photo.png"),  # unknown activity
         ("submissions", "L2/A2/{p}/photo.png"),  # activity of another lesson
         ("submissions", "L1/A2/{p}/"),  # a folder, no file
@@ -136,7 +137,7 @@ async def test_upload_insert_overwrite_move_and_delete(school: School) -> None:
 async def test_unmappable_object_records_nothing_and_raises_nothing(
     school: School, bucket: str, name: str
 ) -> None:
-    await school.upload(name.format(p=school.p1), bucket=bucket)
+    await school.upload(name.format(p=school.p1, P=school.p1.upper()), bucket=bucket)
     await school.conn.execute("update storage.objects set metadata = '{}'")
     await school.conn.execute("delete from storage.objects")
     assert await school.outbox() == []
