@@ -282,6 +282,8 @@ class Publisher:
         """Rate budget for a request of `n` messages, unless a stop comes first."""
         if self._stopping.is_set():
             raise _NotStarted
+        if (admission := self.limiter.try_take(n)) is not None:  # the usual case: no wait
+            return admission
         admitted = asyncio.ensure_future(self.limiter.acquire(n))
         stopped = asyncio.ensure_future(self._stopping.wait())
         try:
