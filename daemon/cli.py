@@ -93,7 +93,10 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpar
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()  # imports every subcommand: a Ctrl-C may land here already
+    except KeyboardInterrupt:
+        return 130
     args = parse(parser, argv)
     try:
         code: int = args.handler(args)
