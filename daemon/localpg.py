@@ -7,13 +7,16 @@ since PostgreSQL refuses to run as root.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -64,6 +67,9 @@ class LocalPostgres:
         self._pgserver: object | None = None
         self._bin: Path | None = None
         self.dsn = ""
+        self._lock = threading.Lock()
+        self._child: subprocess.Popen[str] | None = None
+        self._aborted = False
 
     def __enter__(self) -> LocalPostgres:
         self.start()
@@ -122,6 +128,16 @@ class LocalPostgres:
         log.info("localpg.started", port=self.port, data=str(data), bin=str(self._bin))
         return self.dsn
 
+    def abort(self) -> None:
+        """Stop a `start()` running in another thread: its current step (initdb, pg_ctl) is
+        killed and no further step starts, so it fails soon with LocalPostgresError. `stop()`
+        then removes what it had made."""
+        with self._lock:
+            self._aborted = True
+            if self._child is not None and self._child.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self._child.pid, signal.SIGKILL)
+
     def stop(self) -> None:
         if self._pgserver is not None:
             cleanup = getattr(self._pgserver, "cleanup", None)
@@ -171,12 +187,30 @@ class LocalPostgres:
                 continue
         raise LocalPostgresError("running as root but found no 'postgres' or 'nobody' user")
 
-    @staticmethod
-    def _run(cmd: list[str], run_as: pwd.struct_passwd | None, *, check: bool = True) -> None:
+    def _run(self, cmd: list[str], run_as: pwd.struct_passwd | None, *, check: bool = True) -> None:
+        """Run one step in its own session: a Ctrl-C at the terminal reaches the demo, which
+        decides (abort), not initdb, which would fail noisily half-way."""
         if run_as is not None:
             cmd = ["runuser", "-u", run_as.pw_name, "--", *cmd]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if check and proc.returncode != 0:
+        with self._lock:
+            if check and self._aborted:
+                raise LocalPostgresError("the start of the local PostgreSQL was interrupted")
+            child = subprocess.Popen(
+                cmd,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
+            self._child = child
+        try:
+            out, err = child.communicate()
+        finally:
+            with self._lock:
+                self._child = None
+        if check and self._aborted:
+            raise LocalPostgresError("the start of the local PostgreSQL was interrupted")
+        if check and child.returncode != 0:
             raise LocalPostgresError(
-                f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout}"
+                f"{' '.join(cmd)} failed ({child.returncode}): {err.strip() or out}"
             )
