@@ -1,5 +1,6 @@
 """Orchestration of the demo: one TaskGroup owns the hub, the daemon, the web page, the lesson
-simulation and the terminal view; a throwaway PostgreSQL is started when none is configured.
+simulation and the terminal view; a throwaway PostgreSQL is started when none is configured,
+and on a configured server the demo uses a database of its own (daemon/demo/owndb.py).
 
 `DemoStack` (database + migrations + seed + hub + daemon + web page) is also what the browser and
 JS end-to-end tests run, through `results-realtime demo --no-simulate --ready-json`.
@@ -10,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import signal
 import sys
+import tempfile
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -33,7 +35,9 @@ from daemon.client.refetch import (
 from daemon.client.subscription import ClientStatus, ResultsSubscription, SubscriptionConfig
 from daemon.client.view import render_matrix
 from daemon.config import Settings
-from daemon.db import create_pool
+from daemon.db import connect, create_pool
+from daemon.demo.hint import watch_command, write_token
+from daemon.demo.owndb import own_database
 from daemon.demo.seed import School, demo_school, seed
 from daemon.demo.simulate import plan_lesson, simulate
 from daemon.demo.web import PageGroup, PageSettings, assets_dir, assets_ready, bind, build_app
@@ -44,6 +48,7 @@ from daemon.localpg import LocalPostgres, configured_dsn
 from daemon.log import get_logger
 from daemon.migrate import migrate
 from daemon.pipeline.service import PipelineService
+from daemon.signals import GracefulStop
 from daemon.tokens import mint_token, new_jwt_secret
 
 log = get_logger(__name__)
@@ -54,7 +59,7 @@ _CONVERGE_TIMEOUT_S = 10.0
 
 @dataclass(frozen=True, slots=True)
 class DemoOptions:
-    duration_s: float = 0.0  # 0 = until Ctrl-C
+    duration_s: float | None = None  # None = until Ctrl-C
     speed: float = 1.0
     host: str = "127.0.0.1"
     web_port: int = 8000
@@ -62,6 +67,7 @@ class DemoOptions:
     simulate: bool = True
     live: bool = True  # the rich terminal view; False = log lines and a final table
     ready_json: bool = False  # print one JSON line with the stack's addresses (tests)
+    keep_database: bool = False  # on a configured server: keep the demo's own database at exit
     lesson_span_s: float = 120.0
     seed: int = 7
 
@@ -114,16 +120,23 @@ class DemoStack:
 
 @contextlib.asynccontextmanager
 async def database(settings: Settings) -> AsyncIterator[str]:
-    """The configured database, or a throwaway local PostgreSQL for the demo's lifetime."""
+    """The configured database as is, or a throwaway local PostgreSQL for the demo's lifetime.
+
+    `results-realtime demo` never passes a user's database here: `own_database` first makes
+    the configured one the demo's own."""
     configured = settings.database.url or configured_dsn()
     if configured is not None:
         yield configured
         return
     local = LocalPostgres()
+    starting = asyncio.get_running_loop().run_in_executor(None, local.start)
     try:
-        dsn = await asyncio.to_thread(local.start)
-    except LocalPostgresError:
-        await asyncio.to_thread(local.stop)
+        dsn = await asyncio.shield(starting)  # a stop signal cancels the wait, not the thread
+    except BaseException:
+        local.abort()  # kills initdb / pg_ctl, so the thread ends now
+        with contextlib.suppress(LocalPostgresError):
+            await starting
+        await asyncio.to_thread(local.stop)  # and the half-made data directory is removed
         raise
     log.info("demo.database_started", note="throwaway PostgreSQL; deleted on exit")
     try:
@@ -132,11 +145,8 @@ async def database(settings: Settings) -> AsyncIterator[str]:
         await asyncio.to_thread(local.stop)
 
 
-async def _prepare(dsn: str, school: School) -> None:
-    try:
-        conn = await asyncpg.connect(dsn or None)
-    except (OSError, asyncpg.PostgresError) as exc:
-        raise DatabaseError(f"the demo cannot connect to PostgreSQL: {exc}") from exc
+async def _prepare(dsn: str, school: School, timeout_s: float) -> None:
+    conn = await connect(dsn, connect_timeout=timeout_s, role="demo", purpose="for the demo")
     try:
         await migrate(conn)
         await seed(conn, school)
@@ -164,7 +174,8 @@ async def demo_stack(settings: Settings, options: DemoOptions) -> AsyncIterator[
     web_sock = bind(options.host, options.web_port, what="demo web page")
     try:
         async with database(settings) as dsn:
-            await _prepare(dsn, school)
+            timeout_s = settings.database.connect_timeout_s
+            await _prepare(dsn, school, timeout_s)
             async with (
                 run_hub(
                     settings.hub,
@@ -175,7 +186,7 @@ async def demo_stack(settings: Settings, options: DemoOptions) -> AsyncIterator[
                     port_option="--hub-port",
                 ) as hub,
                 _daemon(_daemon_settings(settings, dsn, hub.url, secret)),
-                _pool(dsn) as pool,
+                _pool(dsn, timeout_s) as pool,
             ):
                 tokens = {
                     g.id: mint_token(
@@ -223,8 +234,8 @@ async def demo_stack(settings: Settings, options: DemoOptions) -> AsyncIterator[
 
 
 @contextlib.asynccontextmanager
-async def _pool(dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(dsn, max_size=4, role="demo")
+async def _pool(dsn: str, timeout_s: float) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(dsn, max_size=4, connect_timeout=timeout_s, role="demo")
     try:
         yield pool
     finally:
@@ -285,19 +296,26 @@ def _subscription(
     return ResultsSubscription(config, refetcher, on_change=on_change)
 
 
-def _banner(stack: DemoStack, group_id: str) -> Panel:
+def _banner(stack: DemoStack) -> Panel:
     lines = Text()
     for g in stack.school.groups:
         lines.append("page  ", style="bold")
         lines.append(stack.page_url(g.id) + "\n", style="link " + stack.page_url(g.id))
-    lines.append("token ", style="bold")
-    lines.append(f"(teacher of {group_id}) {stack.teacher_tokens[group_id]}\n", style="dim")
-    lines.append(
-        f"watch results-realtime watch --group {group_id} --lesson {stack.school.lesson_id} "
-        f"--token <token>   (DATABASE_URL={stack.database_url} SUPABASE_URL={stack.hub_url})",
-        style="dim",
-    )
+    lines.append("watch ", style="bold")
+    lines.append("the command printed above, in another terminal", style="dim")
     return Panel(lines, title="results-realtime demo", subtitle="Ctrl-C stops")
+
+
+def _print_watch_hint(stack: DemoStack, group_id: str, console: Console, tmp: Path) -> None:
+    token_file = write_token(tmp, group_id, stack.teacher_tokens[group_id])
+    for line in watch_command(
+        group_id=group_id,
+        lesson_id=stack.school.lesson_id,
+        hub_url=stack.hub_url,
+        database_url=stack.database_url,
+        token_file=token_file,
+    ):
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
 
 
 async def _converged(stack: DemoStack, sub: ResultsSubscription) -> bool:
@@ -331,24 +349,27 @@ async def _converged(stack: DemoStack, sub: ResultsSubscription) -> bool:
         await asyncio.sleep(0.2)  # polling the database with a deadline, not synchronisation
 
 
-async def run_demo(settings: Settings, options: DemoOptions, console: Console) -> dict[str, Any]:
-    """Runs until the duration ends or SIGINT/SIGTERM; returns the summary it also logs."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
+async def run_demo(
+    settings: Settings, options: DemoOptions, console: Console, stop: GracefulStop
+) -> dict[str, Any]:
+    """Runs until the duration ends or a stop signal; returns the summary it also logs.
 
-    def on_signal() -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt  # a second Ctrl-C: give up on a polite shutdown
-        stop.set()
+    Run it under `run_interruptibly(..., stop)`: a signal during start-up cancels it (exit
+    130); once everything is up, the first one ends the lesson politely and the second
+    cancels the rest of the shutdown."""
+    async with (
+        own_database(settings, keep=options.keep_database, report=_reporter(console)) as mine,
+        demo_stack(mine, options) as stack,
+    ):
+        stop.arm()
+        return await _run(stack, settings, options, console, stop.requested)
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, on_signal)
-    try:
-        async with demo_stack(settings, options) as stack:
-            return await _run(stack, settings, options, console, stop)
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
+
+def _reporter(console: Console) -> Callable[[str], None]:
+    def report(line: str) -> None:
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
+
+    return report
 
 
 async def _run(
@@ -372,16 +393,20 @@ async def _run(
     title = f"{stack.school.lesson_title} · {stack.school.groups[0].name}"
     names = stack.school.names
     with contextlib.ExitStack() as screens:
+        tmp = Path(
+            screens.enter_context(tempfile.TemporaryDirectory(prefix="results-realtime-demo-"))
+        )
+        _print_watch_hint(stack, group_id, console, tmp)
         redraw: Callable[[Matrix, ClientStatus], None] | None = None
         if options.live:
             live = screens.enter_context(Live(console=console, refresh_per_second=8))
-            banner = _banner(stack, group_id)
+            banner = _banner(stack)
 
             def redraw(matrix: Matrix, status: ClientStatus) -> None:
                 live.update(Group(banner, render_matrix(matrix, status, names=names, title=title)))
 
         else:
-            console.print(_banner(stack, group_id))
+            console.print(_banner(stack))
         subs = [
             _subscription(stack, settings, g.id, redraw if i == 0 else None)
             for i, g in enumerate(stack.school.groups)
@@ -402,7 +427,7 @@ async def _run(
                 else None
             )
             try:
-                async with asyncio.timeout(options.duration_s or None):
+                async with asyncio.timeout(options.duration_s):
                     await stop.wait()
             except TimeoutError:
                 log.info("demo.duration_reached", duration_s=options.duration_s)
