@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -122,3 +123,10 @@ async def create_pool(
     if pool is None:  # only when create_pool is awaited twice; never here
         raise DatabaseError("asyncpg returned no pool")
     return pool
+
+
+def dsn_for_database(server_dsn: str, database: str) -> str:
+    """The same server, user and options, another database ("" = PG* variables)."""
+    if not server_dsn:
+        return f"postgresql:///{database}"
+    return urlunsplit(urlsplit(server_dsn)._replace(path=f"/{database}"))

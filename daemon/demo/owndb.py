@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
 from daemon.config import Settings
-from daemon.db import connect, where
+from daemon.db import connect, dsn_for_database, where
 from daemon.errors import DatabaseError
 from daemon.localpg import configured_dsn
 from daemon.log import get_logger
@@ -26,13 +25,6 @@ log = get_logger(__name__)
 DEMO_DATABASE = "results_realtime_demo"  # also spelled in sql/queries/demo_*_database.sql
 _MAINTENANCE_DATABASE = "postgres"
 _THROWAWAY = "unset DATABASE_URL and PG* for a throwaway local PostgreSQL"
-
-
-def dsn_for_database(server_dsn: str, database: str) -> str:
-    """The same server, user and options, another database ("" = PG* variables)."""
-    if not server_dsn:
-        return f"postgresql:///{database}"
-    return urlunsplit(urlsplit(server_dsn)._replace(path=f"/{database}"))
 
 
 @contextlib.asynccontextmanager
