@@ -311,6 +311,8 @@ def dsn_problem(dsn: str) -> str | None:
         return (
             f"the scheme must be postgresql:// or postgres://, not {scheme}://; expected {DSN_FORM}"
         )
+    if _unencoded_credentials(dsn.strip()):
+        return _ENCODE_CREDENTIALS
     try:
         netloc = urlsplit(dsn.strip()).netloc
     except ValueError as exc:
@@ -321,6 +323,30 @@ def dsn_problem(dsn: str) -> str | None:
         if colon and port and not (port.isdigit() and 1 <= int(port) <= 65535):
             return f"port {port!r} is not a number from 1 to 65535; expected {DSN_FORM}"
     return None
+
+
+_ENCODE_CREDENTIALS = (
+    "the password (or user name) contains '@', '#', '/' or '?', which must be percent-encoded "
+    "in a URL ('@' as %40, '#' as %23, '/' as %2F, '?' as %3F); expected "
+    f"{DSN_FORM}"
+)
+
+
+def _unencoded_credentials(dsn: str) -> bool:
+    """A user or password holding a URL delimiter: asyncpg would split the URL inside it, take
+    part of the password for a host or a port, and report that part back in its error."""
+    rest = dsn.partition("://")[2]
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if authority.count("@") > 1:  # asyncpg ends the user info at the first '@'
+        return True
+    if "@" in authority or "@" not in rest:
+        return False
+    # '@' after a '/', '?' or '#': the user info was cut short by one of those, unless the '@'
+    # is in a query value (?user=a@b) -- which comes after a '='; the cut authority then reads
+    # as user:pass, whose "port" is no number.
+    before = rest[: rest.rindex("@")]
+    port = authority.rpartition(":")[2] if ":" in authority else ""
+    return "=" not in before or (port != "" and not port.isdigit())
 
 
 def http_url_problem(url: str) -> str | None:

@@ -196,3 +196,41 @@ def test_every_variable_the_package_reads_is_accepted() -> None:
         }
     )
     assert load_settings(None, env).daemon.batch_size == 5
+
+
+@pytest.mark.parametrize(
+    "password",
+    ["p@ss", "p#ss/w", "p?ss", "ab/cd", "p#s=x/w"],
+)
+def test_a_password_with_a_url_delimiter_says_to_percent_encode_it(password: str) -> None:
+    dsn = f"postgresql://postgres:{password}@127.0.0.1:5432/app"
+    for error in _dsn_errors(dsn):
+        message = str(error)
+        assert "the password (or user name) contains '@', '#', '/' or '?'" in message
+        assert "percent-encoded" in message
+        assert "is not a number from 1 to 65535" not in message  # not about a port
+        assert "got 'postgresql://postgres:***@127.0.0.1:5432/app'" in message  # none of it
+
+
+def _dsn_errors(dsn: str) -> list[ConfigError]:
+    """The errors of DATABASE_URL and of --database-url for one DSN."""
+    errors = []
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, {"DATABASE_URL": dsn})
+    errors.append(info.value)
+    with pytest.raises(ConfigError) as info:
+        database_url(load_settings(None, {}), dsn)
+    errors.append(info.value)
+    return errors
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "postgresql://postgres:p%40ss%23x%2F%3F@127.0.0.1:5432/app",  # encoded: fine
+        "postgresql://127.0.0.1/app?user=a@b",  # an '@' in a query value is no password
+        "postgresql://127.0.0.1:5432/app?user=a@b",
+    ],
+)
+def test_encoded_credentials_and_an_at_in_the_query_pass(value: str) -> None:
+    assert load_settings(None, {"DATABASE_URL": value}).database.url == value

@@ -17,7 +17,7 @@ from daemon.errors import MigrationError
 from daemon.migrate import migrate
 from daemon.sqlfiles import Migration, migrations
 from tests.fixtures.db import PgServer
-from tests.support.process import cli_env
+from tests.support.process import cli_env, run_cli
 from tests.support.silent_server import silent_server
 
 _REFERENCE_TABLES = [
@@ -363,3 +363,18 @@ async def test_an_interrupt_while_connecting_exits_130_at_once(
                 await proc.wait()
     assert proc.returncode == 130
     assert b"Traceback" not in err
+
+
+async def test_a_password_that_needs_percent_encoding_is_a_configuration_error(
+    tmp_path: Path,
+) -> None:
+    for password in ("p@ss", "p#ss/w"):
+        dsn = f"postgresql://postgres:{password}@127.0.0.1:5432/rr_nowhere"
+        code, out, err = await run_cli(["migrate"], cli_env(dsn, None), tmp_path)
+        assert code == 2, err
+        assert "contains '@', '#', '/' or '?', which must be percent-encoded" in err
+        assert "Name or service not known" not in err
+        assert "port 'p'" not in err
+        assert "postgresql://postgres:***@127.0.0.1:5432/rr_nowhere" in err
+        assert password not in out + err
+        assert "Traceback" not in err
