@@ -296,6 +296,16 @@ def database_url(settings: Settings, override: str | None) -> str | None:
     return override
 
 
+def realtime_url(settings: Settings, override: str | None, option: str = "--url") -> str:
+    """The Supabase URL a command uses: its option (validated like SUPABASE_URL) or the setting."""
+    if not override:
+        return settings.realtime.url
+    problem = http_url_problem(override)
+    if problem:
+        raise ConfigError(f"{option}: {problem}; got {override!r}")
+    return override
+
+
 def dsn_problem(dsn: str) -> str | None:
     """Why asyncpg cannot use this DSN, or None. The words never repeat the DSN (a password)."""
     scheme, sep, _ = dsn.strip().partition("://")

@@ -280,3 +280,23 @@ async def test_watch_rejects_a_teacher_that_is_not_a_uuid() -> None:
     assert proc.returncode == 2
     assert "--teacher" in err.decode()
     assert "not a UUID: 'not-a-uuid'" in err.decode()
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [("ftp://x", "not ftp://"), ("not-a-url", "and it has none"), ("http://", "no host name")],
+)
+async def test_watch_rejects_a_url_that_is_not_http_with_exit_2(url: str, expected: str) -> None:
+    env = {**os.environ, "SUPABASE_JWT_SECRET": "s" * 40}
+    proc = await asyncio.create_subprocess_exec(
+        CLI, "watch", "--group", "g", "--lesson", "l", "--teacher", P1, "--url", url,
+        "--duration", "5",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2, err.decode()
+    assert "--url: " in err.decode()
+    assert expected in err.decode()
+    assert "expected an http:// or https:// URL" in err.decode()
+    assert f"got {url!r}" in err.decode()
+    assert "Traceback" not in err.decode()

@@ -26,7 +26,7 @@ from daemon.client.subscription import (
     SubscriptionConfig,
 )
 from daemon.client.view import render_matrix
-from daemon.config import Settings, database_url, load_settings
+from daemon.config import Settings, database_url, load_settings, realtime_url
 from daemon.db import create_pool
 from daemon.errors import ConfigError
 from daemon.log import configure_logging, get_logger
@@ -123,9 +123,10 @@ def resolve_token(
 
 
 def build_target(args: argparse.Namespace, settings: Settings) -> WatchTarget:
+    url = realtime_url(settings, args.url)  # before the token: a usage error comes first
     token, claims = resolve_token(settings, token=args.token, teacher=args.teacher)
     config = SubscriptionConfig(
-        realtime_url=args.url or settings.realtime.url,
+        realtime_url=url,
         access_token=token,
         apikey=args.apikey or os.environ.get(APIKEY_ENV) or None,
         group_id=args.group,
