@@ -8,16 +8,21 @@ import os
 import signal
 from dataclasses import replace
 
+import asyncpg
 import pytest
 from rich.console import Console
 
 from daemon.client import matrix
-from daemon.client.matrix import RefetchRequest, parse_snapshot
+from daemon.client.matrix import RefetchRequest, Snapshot, parse_snapshot
+from daemon.client.refetch import AssignmentNotFoundError, Claims
 from daemon.client.subscription import ClientStatus
 from daemon.client.view import NEEDS_MARKING_STYLE, render_cell, render_matrix
+from daemon.commands.watch import StopOnPermanentError, WatchTarget
 from daemon.demo.simulate import Action
+from daemon.errors import DatabaseError
 from daemon.tokens import mint_token
 from tests.fixtures.client import CLI, LESSON, ResultsStack
+from tests.fixtures.db import PgServer
 from tests.support.silent_server import silent_server
 
 P1, P2 = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"
@@ -300,3 +305,75 @@ async def test_watch_rejects_a_url_that_is_not_http_with_exit_2(url: str, expect
     assert "expected an http:// or https:// URL" in err.decode()
     assert f"got {url!r}" in err.decode()
     assert "Traceback" not in err.decode()
+
+
+async def _watch_to_the_end(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    """`watch --plain ARGS` to its exit, well within its --duration of 30 s."""
+    proc = await asyncio.create_subprocess_exec(
+        CLI, "watch", "--plain", *args, "--duration", "30",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    communicating = asyncio.ensure_future(proc.communicate())
+    done, _ = await asyncio.wait({communicating}, timeout=20)
+    if not done:
+        proc.kill()
+    out, err = await communicating
+    assert done, f"watch still running after 20 s; output: {out.decode()[:3000]} {err.decode()}"
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+@pytest.mark.parametrize("enabled", ["true", "false"])
+async def test_watch_of_a_lesson_not_assigned_to_the_group_stops_with_exit_3(
+    results_stack: ResultsStack, enabled: str
+) -> None:
+    teacher = results_stack.school.teacher_of("grp-7a").id
+    env = {**_watch_env(results_stack), "RESULTS_REALTIME_ENABLED": enabled}
+    code, out, err = await _watch_to_the_end(
+        "--group", "grp-7a", "--lesson", "nope", "--teacher", teacher, env=env
+    )
+    assert code == 3, err
+    assert "lesson nope is not assigned to group grp-7a" in err
+    assert "pass the --group and --lesson of an assignment" in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert out.count('"client.refetch_failed"') == 1  # not retried
+
+
+async def test_watch_of_an_unmigrated_database_stops_with_exit_3_saying_migrate(
+    results_stack: ResultsStack, pg_server: PgServer
+) -> None:
+    name = f"rr_watch_unmigrated_{os.getpid()}"
+    admin = await asyncpg.connect(pg_server.dsn or None)
+    try:
+        await admin.execute(f'drop database if exists "{name}"')
+        await admin.execute(f'create database "{name}"')
+        teacher = results_stack.school.teacher_of("grp-7a").id
+        env = {**_watch_env(results_stack), "DATABASE_URL": pg_server.database(name)}
+        code, _, err = await _watch_to_the_end(
+            "--group", "grp-7a", "--lesson", LESSON, "--teacher", teacher, env=env
+        )
+    finally:
+        await admin.execute(f'drop database if exists "{name}" with (force)')
+        await admin.close()
+    assert code == 3, err
+    assert "the database is not migrated" in err
+    assert "run `results-realtime migrate`" in err
+
+
+async def test_a_refetch_error_that_may_pass_is_left_to_the_subscriptions_retries() -> None:
+    class Flaky:
+        def __init__(self, error: Exception) -> None:
+            self.error = error
+
+        async def fetch(self, group_id: str, lesson_id: str, request: RefetchRequest) -> Snapshot:
+            raise self.error
+
+    target = WatchTarget(config=None, claims=Claims("authenticated", P1), database_url=None)  # type: ignore[arg-type]
+    lost = StopOnPermanentError(Flaky(DatabaseError("connection lost")), target)
+    with pytest.raises(DatabaseError):
+        await lost.fetch("g", "l", RefetchRequest("assignment", "initial"))
+    assert not lost.failed.done()
+    unassigned = StopOnPermanentError(Flaky(AssignmentNotFoundError("lesson l ...")), target)
+    with pytest.raises(AssignmentNotFoundError):
+        await unassigned.fetch("g", "l", RefetchRequest("assignment", "initial"))
+    assert "pass the --group and --lesson" in str(unassigned.failed.result())

@@ -27,8 +27,20 @@ log = get_logger(__name__)
 ALLOWED_ROLES = frozenset({"anon", "authenticated", "service_role"})
 
 
-class RefetchDeniedError(DatabaseError):
+class PermanentRefetchError(DatabaseError):
+    """A refetch that no retry can cure: the database gave a definite no (exit code 3)."""
+
+
+class RefetchDeniedError(PermanentRefetchError):
     """read_assignment_results refused the caller (not a teacher of the group)."""
+
+
+class AssignmentNotFoundError(PermanentRefetchError):
+    """The lesson is not assigned to the group: there is no such matrix to read."""
+
+
+class RefetchUnavailableError(PermanentRefetchError):
+    """read_assignment_results does not exist: the database is not migrated."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +105,18 @@ async def read_assignment_results(
             )
     except asyncpg.InsufficientPrivilegeError as exc:
         raise RefetchDeniedError(
-            f"read_assignment_results refused {group_id}/{lesson_id}: {exc}. "
+            f"read_assignment_results refused {group_id}/{lesson_id}: {_first_line(exc)}. "
             "The token must belong to a teacher of the group."
+        ) from exc
+    except asyncpg.NoDataFoundError as exc:
+        raise AssignmentNotFoundError(
+            f"lesson {lesson_id} is not assigned to group {group_id} (read_assignment_results "
+            "found no such row in public.assignments): check the group and lesson ids"
+        ) from exc
+    except asyncpg.UndefinedFunctionError as exc:
+        raise RefetchUnavailableError(
+            f"read_assignment_results failed for {group_id}/{lesson_id}: {_first_line(exc)}; the "
+            "database is not migrated: run `results-realtime migrate`"
         ) from exc
     except asyncpg.PostgresError as exc:
         raise DatabaseError(
@@ -102,6 +124,11 @@ async def read_assignment_results(
         ) from exc
     result: dict[str, Any] = json.loads(raw) if isinstance(raw, str) else raw
     return result
+
+
+def _first_line(exc: BaseException) -> str:
+    """The server's message without its DETAIL / HINT lines: errors are one line."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 class DatabaseRefetcher:

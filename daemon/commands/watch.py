@@ -11,13 +11,22 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 from rich.console import Console
 from rich.live import Live
 
-from daemon.client.matrix import Matrix
-from daemon.client.refetch import Claims, DatabaseRefetcher, claims_from_token
+from daemon.client.matrix import Matrix, RefetchRequest, Snapshot
+from daemon.client.refetch import (
+    AssignmentNotFoundError,
+    Claims,
+    DatabaseRefetcher,
+    PermanentRefetchError,
+    RefetchDeniedError,
+    Refetcher,
+    claims_from_token,
+)
 from daemon.client.subscription import (
     ClientStatus,
     JoinDeniedError,
@@ -28,8 +37,9 @@ from daemon.client.subscription import (
 from daemon.client.view import render_matrix
 from daemon.config import Settings, database_url, load_settings, realtime_url
 from daemon.db import create_pool
-from daemon.errors import ConfigError
+from daemon.errors import ConfigError, DatabaseError
 from daemon.log import configure_logging, get_logger
+from daemon.schema import require_migrated
 from daemon.tokens import mint_token
 
 log = get_logger(__name__)
@@ -54,7 +64,9 @@ client.poll_interval_s seconds.
 A lost connection, a timeout or a transient refusal (rate limit, database unavailable) is
 retried with backoff. A join the channel's policy refuses (the user is not a teacher of the
 group: "Unauthorized") is not, nor a connection refused with HTTP 401 (an invalid or expired
-key): watch prints the reason and exits with code 4. SIGINT or SIGTERM stops it at any time,
+key): watch prints the reason and exits with code 4. Nor is a refetch that cannot succeed: a
+database that is not migrated, a lesson not assigned to the group, a refetch the database refuses
+(exit code 3). SIGINT or SIGTERM stops it at any time,
 also while it still waits for the database or Realtime (exit 0).
 """
 
@@ -140,11 +152,48 @@ def build_target(args: argparse.Namespace, settings: Settings) -> WatchTarget:
 
 @contextlib.asynccontextmanager
 async def refetch_pool(database_url: str | None) -> AsyncIterator[asyncpg.Pool]:
+    """The refetch pool, on a migrated database only (else exit 3 saying to migrate, as `run`,
+    `check` and `hub` do: read_assignment_results is one of the migrations' functions)."""
     pool = await create_pool(database_url, max_size=2, purpose="for refetches", role="watch")
     try:
+        async with pool.acquire() as conn:
+            try:
+                await require_migrated(conn)  # type: ignore[arg-type]
+            except DatabaseError as exc:
+                raise DatabaseError(f"{exc} (watch reads the results with its functions)") from None
         yield pool
     finally:
         await pool.close()
+
+
+class StopOnPermanentError:
+    """A Refetcher whose first permanent error (not a teacher, no such assignment, no such
+    function) ends watch with exit 3: the subscription retries every refetch error, which only
+    suits a transient one (a lost connection)."""
+
+    def __init__(self, inner: Refetcher, target: WatchTarget) -> None:
+        self._inner = inner
+        self._target = target
+        self.failed: asyncio.Future[DatabaseError] = asyncio.get_running_loop().create_future()
+
+    async def fetch(self, group_id: str, lesson_id: str, request: RefetchRequest) -> Snapshot:
+        try:
+            return await self._inner.fetch(group_id, lesson_id, request)
+        except PermanentRefetchError as exc:
+            if not self.failed.done():
+                self.failed.set_result(self._explained(exc))
+            raise
+
+    def _explained(self, exc: PermanentRefetchError) -> DatabaseError:
+        if isinstance(exc, AssignmentNotFoundError):
+            return DatabaseError(f"{exc}: pass the --group and --lesson of an assignment")
+        if isinstance(exc, RefetchDeniedError):
+            who = self._target.claims.sub or "the token's user"
+            return DatabaseError(
+                f"{exc} Is {who} a teacher of group {self._target.config.group_id}? Pass "
+                "--teacher or --token of one of its teachers."
+            )
+        return DatabaseError(str(exc))
 
 
 async def watch(target: WatchTarget, *, duration_s: float, live: bool, console: Console) -> None:
@@ -170,12 +219,12 @@ async def watch(target: WatchTarget, *, duration_s: float, live: bool, console: 
 
 async def _watch(target: WatchTarget, *, duration_s: float, live: bool, console: Console) -> None:
     async with refetch_pool(target.database_url) as pool:
-        refetcher = DatabaseRefetcher(pool, target.claims)
+        refetcher = StopOnPermanentError(DatabaseRefetcher(pool, target.claims), target)
         title = f"results {target.config.group_id} / {target.config.lesson_id}"
         if not live:
             sub = ResultsSubscription(target.config, refetcher)
             try:
-                await _run_for(sub, duration_s, target)
+                await _run_for(sub, duration_s, target, refetcher)
             finally:
                 console.print(render_matrix(sub.matrix, sub.status, title=title))
             return
@@ -187,19 +236,27 @@ async def _watch(target: WatchTarget, *, duration_s: float, live: bool, console:
             sub = ResultsSubscription(target.config, refetcher, on_change=redraw)
             redraw(sub.matrix, sub.status)
             try:
-                await _run_for(sub, duration_s, target)
+                await _run_for(sub, duration_s, target, refetcher)
             finally:
                 redraw(sub.matrix, sub.status)
 
 
-async def _run_for(sub: ResultsSubscription, duration_s: float, target: WatchTarget) -> None:
-    """Runs the subscription until the duration ends (or the caller cancels) or it is refused."""
+async def _run_for(
+    sub: ResultsSubscription,
+    duration_s: float,
+    target: WatchTarget,
+    refetcher: StopOnPermanentError,
+) -> None:
+    """Runs the subscription until the duration ends (or the caller cancels), it is refused,
+    or a refetch fails for good (exit 3)."""
     try:
         async with asyncio.TaskGroup() as tasks:
             runner = tasks.create_task(sub.run())
-            if duration_s > 0:
-                await asyncio.wait({runner}, timeout=duration_s)
-                runner.cancel()
+            ends: set[asyncio.Future[Any]] = {runner, refetcher.failed}
+            await asyncio.wait(
+                ends, timeout=duration_s or None, return_when=asyncio.FIRST_COMPLETED
+            )
+            runner.cancel()
     except* RealtimeRefusedError as group:
         refused = group.exceptions[0]
         if not isinstance(refused, JoinDeniedError):
@@ -211,6 +268,8 @@ async def _run_for(sub: ResultsSubscription, duration_s: float, target: WatchTar
             hint=f"Is {who} a teacher of group {target.config.group_id}? Pass --teacher or "
             "--token of one of its teachers.",
         ) from None
+    if refetcher.failed.done():
+        raise refetcher.failed.result()
 
 
 def run(args: argparse.Namespace) -> int:
