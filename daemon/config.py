@@ -296,6 +296,17 @@ def database_url(settings: Settings, override: str | None) -> str | None:
     return override
 
 
+def with_database_url(settings: Settings, override: str | None) -> Settings:
+    """The settings with --database-url in database.url, so that what is shown (check, the
+    started log) is what is used."""
+    dsn = database_url(settings, override)
+    if not override:
+        return settings
+    return settings.model_copy(
+        update={"database": settings.database.model_copy(update={"url": dsn})}
+    )
+
+
 def realtime_url(settings: Settings, override: str | None, option: str = "--url") -> str:
     """The Supabase URL a command uses: its option (validated like SUPABASE_URL) or the setting."""
     if not override:

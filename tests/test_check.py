@@ -8,6 +8,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from daemon.config import redact_dsn
 from daemon.localpg import free_port
 from tests.fixtures.db import PgServer
 from tests.fixtures.hub import RunningHub
@@ -295,3 +296,20 @@ async def test_a_bad_option_prints_the_subcommands_usage(tmp_path: Path) -> None
     assert code == 2
     assert "usage: results-realtime check" in err
     assert "unrecognized arguments: --bogus" in err
+
+
+async def test_the_database_url_option_is_the_url_shown_with_its_source(
+    database_url: str, capture_server: CaptureServer, tmp_path: Path
+) -> None:
+    config = tmp_path / "m.toml"
+    config.write_text('[database]\nurl = "postgresql://postgres@127.0.0.1:5432/rr_not_this_one"\n')
+    used = database_url.replace("postgresql://postgres@", "postgresql://postgres:hunter2o@")
+    env = cli_env(None, capture_server.url)
+    args = ["check", "--config", str(config), "--database-url", used]
+    code, out, err = await run_cli(args, env, tmp_path)
+    assert code == 0, err
+    assert f"    url = {redact_dsn(used)!r}  (from --database-url)" in out
+    assert "rr_not_this_one" not in out
+    assert f"ok    config      {config.resolve()} (--config), overridden by the environment " in out
+    assert "and by --database-url" in out
+    assert "hunter2o" not in out + err

@@ -297,3 +297,20 @@ async def test_the_container_healthcheck_probes_the_configured_port(
         assert await healthcheck(RESULTS_REALTIME_DAEMON_HEALTH_PORT=str(port)) == 0
         daemon.signal(signal.SIGTERM)
         assert await daemon.wait() == 0
+
+
+async def test_the_started_log_line_shows_the_database_of_the_option_and_says_so(
+    database_url: str, capture_server: CaptureServer, tmp_path: Path
+) -> None:
+    config = tmp_path / "m.toml"
+    config.write_text('[database]\nurl = "postgresql://postgres@127.0.0.1:5432/rr_not_this_one"\n')
+    args = ["run", "--config", str(config), "--database-url", database_url, "--health-port", "0"]
+    async with await CliProcess.start(args, cli_env(None, capture_server.url), tmp_path) as daemon:
+        started = await daemon.wait_event("daemon.started")
+        daemon.signal(signal.SIGTERM)
+        assert await daemon.wait() == 0
+    assert started["config"]["database"]["url"] == database_url
+    assert started["options"] == {
+        "database.url": "--database-url",
+        "daemon.health_port": "--health-port",
+    }

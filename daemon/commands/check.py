@@ -10,7 +10,14 @@ from typing import Any
 
 import aiohttp
 
-from daemon.config import CONFIG_ENV, Settings, config_path, database_url, load_settings, redacted
+from daemon.config import (
+    CONFIG_ENV,
+    Settings,
+    config_path,
+    load_settings,
+    redacted,
+    with_database_url,
+)
 from daemon.db import connect, where
 from daemon.errors import PublishError, describe
 from daemon.log import configure_logging
@@ -36,8 +43,9 @@ Checks, in order, and stops at the first failure:
      {SUPABASE_URL}/realtime/v1/api/broadcast, which broadcasts nothing. 202, or a validation
      error (400/422), means reachable and authenticated; 401/403 mean the key is refused.
 The effective configuration is printed first, secrets redacted, with the config file it was
-read from. A "warn" line (e.g. the database's realtime flag is off, so the triggers record
-nothing until `run` starts) does not fail the check.
+read from; --database-url, when given, is the database.url shown (and used). A "warn" line
+(e.g. the database's realtime flag is off, so the triggers record nothing until `run` starts)
+does not fail the check.
 
 Exit codes: 0 all good (warnings included), 1 unexpected error, 2 configuration, 3 database
 (unreachable, not migrated, no LISTEN), 4 Realtime (unreachable or key refused), 130 interrupted.
@@ -49,12 +57,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
+    settings = with_database_url(load_settings(args.config), args.database_url)
     configure_logging(level="warning")
-    print_config(redacted(settings))
-    dsn = database_url(settings, args.database_url)
+    options = {("database", "url"): "--database-url"} if args.database_url else {}
+    print_config(redacted(settings), options)
+    dsn = settings.database.url
     credential = ServiceRoleCredential(settings.realtime)
-    ok("config", config_source(args.config))
+    ok("config", config_source(args.config, sorted(options.values())))
     warnings = run_interruptibly(_check(settings, dsn, credential))
     print(
         f"all checks passed ({warnings} warning{'s' if warnings != 1 else ''})"
@@ -64,26 +73,35 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def config_source(given: Path | None) -> str:
-    """Which file the settings came from, and why that one."""
+def config_source(given: Path | None, options: list[str] | None = None) -> str:
+    """Which file the settings came from, and why that one; and what overrides it."""
+    by = ", ".join(options or [])
     path = config_path(given)
     if path is None:
-        return "no config file (none given, no ./config.toml): defaults and environment"
+        tail = f", overridden by {by}" if by else ""
+        return f"no config file (none given, no ./config.toml): defaults and environment{tail}"
     if given:
         why = "--config"
     elif os.environ.get(CONFIG_ENV):
         why = f"${CONFIG_ENV}"
     else:
         why = "found in the working directory"
-    return f"{path.resolve()} ({why}), overridden by the environment"
+    return f"{path.resolve()} ({why}), overridden by the environment" + (
+        f" and by {by}" if by else ""
+    )
 
 
-def print_config(config: dict[str, dict[str, Any]]) -> None:
+def print_config(
+    config: dict[str, dict[str, Any]], options: dict[tuple[str, str], str] | None = None
+) -> None:
+    """Every key's value; one a command-line option set says so (it beats file and env)."""
+    options = options or {}
     print("effective configuration (secrets redacted):")
     for section, values in config.items():
         print(f"  [{section}]")
         for key, value in values.items():
-            print(f"    {key} = {value!r}")
+            option = options.get((section, key))
+            print(f"    {key} = {value!r}" + (f"  (from {option})" if option else ""))
 
 
 def ok(what: str, detail: str) -> None:

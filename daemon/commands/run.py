@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import signal
 
-from daemon.config import Settings, database_url, load_settings
+from daemon.config import Settings, load_settings, with_database_url
 from daemon.db import connect
 from daemon.errors import ConfigError
 from daemon.heap import freeze_startup_heap
@@ -63,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def effective_settings(args: argparse.Namespace) -> Settings:
-    settings = load_settings(args.config)
+    settings = with_database_url(load_settings(args.config), args.database_url)
     if args.health_port is not None:
         if not 0 <= args.health_port <= 65535:
             raise ConfigError(f"--health-port must be 0..65535 (0 = off); got {args.health_port}")
@@ -72,22 +72,37 @@ def effective_settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
+def options_used(args: argparse.Namespace) -> dict[str, str]:
+    """The keys set by a command-line option (daemon.started names them: no other source)."""
+    used = {"database.url": args.database_url, "daemon.health_port": args.health_port}
+    return {key: OPTIONS[key] for key, value in used.items() if value not in (None, "")}
+
+
+OPTIONS = {"database.url": "--database-url", "daemon.health_port": "--health-port"}
+
+
 def run(args: argparse.Namespace) -> int:
     settings = effective_settings(args)
-    dsn = database_url(settings, args.database_url)
+    dsn = settings.database.url
     if settings.realtime.enabled:  # a configuration error fails before the first log line
         require_credential(settings.realtime)
     configure_logging(level=settings.daemon.log_level)
     watchdog = StopWatchdog(settings.daemon.shutdown_timeout_s)
     try:
-        asyncio.run(serve(settings, dsn, watchdog))
+        asyncio.run(serve(settings, dsn, watchdog, options=options_used(args)))
     finally:
         watchdog.disarm()  # only now: the event loop's own teardown is covered too
     return 0
 
 
-async def serve(settings: Settings, dsn: str | None, watchdog: StopWatchdog) -> None:
-    service = PipelineService(settings, dsn=dsn)
+async def serve(
+    settings: Settings,
+    dsn: str | None,
+    watchdog: StopWatchdog,
+    *,
+    options: dict[str, str] | None = None,
+) -> None:
+    service = PipelineService(settings, dsn=dsn, options=options)
     loop = asyncio.get_running_loop()
     work = asyncio.create_task(_start_and_run(settings, dsn, service), name="daemon")
     stopped_starting = False

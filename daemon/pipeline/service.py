@@ -96,8 +96,11 @@ class _LeadershipLost(Exception):
 class PipelineService:
     """`await run()` until `stop()`; exceptions at start-up carry the CLI's exit codes."""
 
-    def __init__(self, settings: Settings, *, dsn: str | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, dsn: str | None = None, options: dict[str, str] | None = None
+    ) -> None:
         self.settings = settings
+        self._options = dict(options or {})  # key -> the command-line option that set it
         self.dsn = dsn if dsn is not None else settings.database.url
         self.metrics = Metrics()
         self.started = asyncio.Event()
@@ -206,6 +209,7 @@ class PipelineService:
             enabled=self._enabled,
             health_port=self.health.port if self.health else None,
             config=redacted(s),
+            options=self._options,
         )
         self.started.set()
         if not self._enabled:
