@@ -314,3 +314,60 @@ async def test_the_started_log_line_shows_the_database_of_the_option_and_says_so
         "database.url": "--database-url",
         "daemon.health_port": "--health-port",
     }
+
+
+async def test_a_clean_stop_gives_up_the_lock_at_info_level(
+    database_url: str, capture_server: CaptureServer, tmp_path: Path
+) -> None:
+    async with await start_daemon(database_url, capture_server, tmp_path) as daemon:
+        await daemon.wait_event("leader.acquired")
+        daemon.signal(signal.SIGTERM)
+        assert await daemon.wait() == 0
+    lost = [e for e in daemon.events if e.get("event") == "leader.lost"]
+    assert [(e["level"], e["reason"]) for e in lost] == [("info", "shutting down")]
+    assert [e["event"] for e in daemon.events if e.get("level") == "warning"] == []
+
+
+async def test_a_second_daemon_says_it_stands_by_and_who_holds_the_lock(
+    database_url: str, db: asyncpg.Connection, capture_server: CaptureServer, tmp_path: Path
+) -> None:
+    async with await start_daemon(database_url, capture_server, tmp_path) as leader:
+        acquired = await leader.wait_event("leader.acquired")
+        async with await start_daemon(database_url, capture_server, tmp_path) as standby:
+            standing = await standby.wait_event("leader.standby")
+            assert standing["level"] == "info"
+            assert standing["holder_pid"] == acquired["pid"]
+            assert standing["holder_application"] == "results-realtime leader"
+            tries: set[object] = set()  # the standby's lock attempts, seen by the server
+
+            async def retried() -> bool:
+                tries.update(
+                    await db.fetchval(
+                        "select array_agg(query_start) from pg_stat_activity"
+                        " where application_name = 'results-realtime leader' and pid <> $1",
+                        acquired["pid"],
+                    )
+                    or []
+                )
+                return len(tries) >= 3
+
+            await eventually(retried, what="three more lock attempts of the standby")
+            assert not standby.seen("leader.acquired")
+            assert [e["event"] for e in standby.events].count("leader.standby") == 1  # once
+
+
+async def test_a_signal_during_start_up_logs_the_abandoned_start(
+    capture_server: CaptureServer, tmp_path: Path
+) -> None:
+    async with silent_server() as silent:
+        env = cli_env(
+            silent.dsn(), capture_server.url, RESULTS_REALTIME_DATABASE_CONNECT_TIMEOUT_S="30"
+        )
+        daemon = await CliProcess.start(["run", "--health-port", "0"], env, tmp_path)
+        async with daemon:
+            await asyncio.wait_for(silent.accepted.wait(), 15)
+            daemon.signal(signal.SIGTERM)
+            assert await daemon.wait(deadline_s=5) == 0
+    abandoned = await daemon.wait_event("daemon.start_abandoned", deadline_s=1)
+    assert (abandoned["level"], abandoned["reason"]) == ("info", "stop requested")
+    assert not daemon.seen("daemon.started")

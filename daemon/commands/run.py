@@ -10,11 +10,13 @@ from daemon.config import Settings, load_settings, with_database_url
 from daemon.db import connect
 from daemon.errors import ConfigError
 from daemon.heap import freeze_startup_heap
-from daemon.log import configure_logging
+from daemon.log import configure_logging, get_logger
 from daemon.pipeline.credentials import require_credential
 from daemon.pipeline.service import PipelineService
 from daemon.pipeline.stop_watchdog import StopWatchdog
 from daemon.schema import require_migrated
+
+log = get_logger(__name__)
 
 HELP = "run the daemon: outbox -> Supabase Realtime broadcasts"
 DESCRIPTION = """\
@@ -46,8 +48,9 @@ A signal during start-up (e.g. while the first connection is pending) stops it a
 
 Log events (JSON lines; README.md, "Logs", lists all of them with their fields): the main ones
 are daemon.started, daemon.stopping, daemon.stopped, listener.connected, listener.lost,
-listener.recovered, leader.acquired, leader.lost, pipeline.catch_up, pipeline.cycle_failed,
-batch.published, publish.retry_scheduled, publish.stalled, publish.rejected, publish.dead_lettered.
+listener.recovered, leader.acquired, leader.standby, leader.lost, pipeline.catch_up,
+pipeline.cycle_failed, batch.published, publish.retry_scheduled, publish.stalled, publish.rejected,
+publish.dead_lettered.
 """
 
 
@@ -126,6 +129,8 @@ async def serve(
         me = asyncio.current_task()
         if not stopped_starting or (me is not None and me.cancelling()):
             raise
+        if not service.stopped.is_set():  # stopped before the service began: it logged nothing
+            log.info("daemon.start_abandoned", reason="stop requested")
     finally:
         settle.cancel()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -53,6 +53,7 @@ class LeaderElection:
         self._conn: asyncpg.Connection | None = None
         self._dead = asyncio.Event()
         self.is_leader = False
+        self._standing_by = False  # leader.standby said once per stretch of standing by
         self.attempts = 0  # lock attempts made (tests use it as a progress barrier)
         self.acquired = asyncio.Event()
         self.lost = asyncio.Event()
@@ -89,10 +90,28 @@ class LeaderElection:
         self.attempts += 1
         if got:
             self.is_leader = True
+            self._standing_by = False
             self._metrics.leader.set(1)
             self.lost.clear()
             self.acquired.set()
             log.info("leader.acquired", pid=conn.get_server_pid())
+        elif not self._standing_by:
+            self._standing_by = True
+            await self._say_standing_by(conn, timeout)
+
+    async def _say_standing_by(self, conn: asyncpg.Connection, within_s: float) -> None:
+        """Once per stretch of standing by: another session holds the lock (who, if seen)."""
+        holder = None
+        with contextlib.suppress(Exception):  # only for the log line: never a reason to fail
+            async with asyncio.timeout(within_s):
+                holder = await conn.fetchrow(query("runtime_leader_holder"), self._key)
+        log.info(
+            "leader.standby",
+            holder_pid=holder["pid"] if holder else None,
+            holder_application=holder["application_name"] if holder else None,
+            holder_addr=holder["client_addr"] if holder else None,
+            retry_every_s=self._settings.leader_poll_interval_s,
+        )
 
     async def _connection(self) -> asyncpg.Connection:
         if self._dead.is_set():
@@ -116,13 +135,18 @@ class LeaderElection:
             self._step_down("leader connection terminated")
             self._dead.set()
 
-    def _step_down(self, reason: str) -> None:
+    def _step_down(self, reason: str, *, requested: bool = False) -> None:
+        """A lock lost is a warning; one given up at a requested stop is not a problem (info)."""
+        self._standing_by = False
         if self.is_leader:
             self.is_leader = False
             self._metrics.leader.set(0)
             self.acquired.clear()
             self.lost.set()
-            log.warning("leader.lost", reason=reason)
+            if requested:
+                log.info("leader.lost", reason=reason)
+            else:
+                log.warning("leader.lost", reason=reason)
 
     def _discard_connection(self) -> None:
         conn, self._conn = self._conn, None
@@ -137,7 +161,7 @@ class LeaderElection:
         """
         conn, self._conn = self._conn, None
         was_leader = self.is_leader
-        self._step_down("shutting down")
+        self._step_down("shutting down", requested=True)
         if conn is None or conn.is_closed():
             return
         try:

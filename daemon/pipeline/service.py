@@ -155,13 +155,10 @@ class PipelineService:
             self.stopped.set()
             if self.started.is_set():
                 log.info("daemon.stopped")
+            elif self._stopping.is_set() or failure is None:  # asked to: no problem
+                log.info("daemon.start_abandoned", reason="stop requested")
             else:  # no daemon.started to pair with: say the start never completed, and why
-                log.warning(
-                    "daemon.start_abandoned",
-                    reason="stop requested"
-                    if self._stopping.is_set() or failure is None
-                    else describe(failure),
-                )
+                log.warning("daemon.start_abandoned", reason=describe(failure))
 
     async def _run(self) -> None:
         s = self.settings
