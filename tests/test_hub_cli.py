@@ -168,3 +168,21 @@ async def test_a_signal_while_the_database_does_not_answer_stops_at_once(
     assert proc.returncode == 0, err.decode()
     assert "hub.start_abandoned" in out.decode()
     assert "hub.started" not in out.decode()
+
+
+@pytest.mark.parametrize("host", ["999.1.1.1", "192.0.2.1", "no-such-host.invalid"])
+def test_a_host_that_is_no_address_of_this_machine_is_a_usage_error(
+    database_url: str, jwt_secret: str, host: str
+) -> None:
+    proc = subprocess.run(
+        [str(BIN), "hub", "--host", host, "--port", "0"],
+        env=_env(database_url, jwt_secret),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert f"{host!r} is not an address of this machine" in proc.stderr
+    assert "pass --host (hub.host) the address of one of its interfaces" in proc.stderr
+    assert "port is already in use" not in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -377,3 +377,18 @@ async def test_a_refetch_error_that_may_pass_is_left_to_the_subscriptions_retrie
     with pytest.raises(AssignmentNotFoundError):
         await unassigned.fetch("g", "l", RefetchRequest("assignment", "initial"))
     assert "pass the --group and --lesson" in str(unassigned.failed.result())
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "soon"])
+async def test_watch_refuses_a_duration_that_is_no_positive_number_with_exit_2(
+    value: str,
+) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        CLI, "watch", "--group", "g", "--lesson", "l", "--teacher", P1, "--duration", value,
+        env={**os.environ, "SUPABASE_JWT_SECRET": "s" * 40},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2, err.decode()
+    assert "argument --duration: must be a number of seconds greater than 0" in err.decode()
+    assert f"got {value!r}" in err.decode()

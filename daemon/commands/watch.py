@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import signal
 import sys
@@ -90,11 +91,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--apikey", help=f"the project's anon key (default: ${APIKEY_ENV}, else the token)"
     )
     parser.add_argument(
-        "--duration", type=float, default=0.0, help="exit after this many seconds (0: until Ctrl-C)"
+        "--duration",
+        type=duration,
+        default=0.0,
+        metavar="SECONDS",
+        help="exit after this many seconds (0: until Ctrl-C)",
     )
     parser.add_argument(
         "--plain", action="store_true", help="no live redraw: log lines, then the final matrix"
     )
+
+
+def duration(value: str) -> float:
+    """Seconds to run: a positive, finite number, or 0 for no limit (a negative one never ends)."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds greater than 0, or 0 to run until Ctrl-C; got {value!r}"
+        )
+    return seconds
 
 
 def user_id(value: str) -> str:

@@ -57,6 +57,7 @@ class Hub:
         host: str | None = None,
         port: int | None = None,
         port_option: str = "--port",
+        host_option: str = "--host (hub.host)",
     ) -> None:
         if len(jwt_secret) < MIN_JWT_SECRET_LENGTH:
             raise ConfigError(
@@ -68,6 +69,7 @@ class Hub:
         self.host = host if host is not None else settings.host
         self.port = port if port is not None else settings.port
         self._port_option = port_option  # what the command that started us calls the port
+        self._host_option = host_option  # ... and the address
         self._database_url = database_url
         self._jwt_secret = jwt_secret
         self._pool: asyncpg.Pool | None = None
@@ -91,6 +93,7 @@ class Hub:
             hint=f"Stop the other process (a running demo or hub?) or pass {self._port_option} "
             "N (0 picks a free port).",
             backlog=1024,
+            host_option=self._host_option,
         )
         try:
             self._pool = await self._connect_pool()

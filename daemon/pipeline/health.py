@@ -89,6 +89,7 @@ class HealthServer:
             what="health endpoint",
             hint="Pass --health-port N (RESULTS_REALTIME_DAEMON_HEALTH_PORT), or 0 to turn the "
             "endpoint off.",
+            host_option="RESULTS_REALTIME_DAEMON_HEALTH_HOST (daemon.health_host)",
         )
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
