@@ -208,14 +208,23 @@ def known_env_names() -> frozenset[str]:
     return frozenset(names | OTHER_ENV)
 
 
+def _prefixed_twins() -> dict[str, tuple[str, str]]:
+    """What one might write for a key whose twin has a well-known name, -> (key, that name):
+    RESULTS_REALTIME_<SECTION>_<KEY>, RESULTS_REALTIME_<KEY> and RESULTS_REALTIME_<NAME> (for
+    service_role_key: SUPABASE_SERVICE_ROLE_KEY). A key name two of them share (url) is left out."""
+    keys = [key for _, key in WELL_KNOWN_ENV]
+    twins: dict[str, tuple[str, str]] = {}
+    for (section, key), name in WELL_KNOWN_ENV.items():
+        guesses = [f"{section}_{key}", name, *([key] if keys.count(key) == 1 else [])]
+        for guess in guesses:
+            twins.setdefault(f"{ENV_PREFIX}{guess}".upper(), (f"{section}.{key}", name))
+    return twins
+
+
 def _unknown_env(env: Mapping[str, str]) -> list[str]:
     """RESULTS_REALTIME_* variables that nothing reads (a typo would otherwise go unnoticed)."""
     known = known_env_names()
-    # RESULTS_REALTIME_REALTIME_URL and the like: keys whose twin has a well-known name instead
-    twins = {
-        f"{ENV_PREFIX}{section}_{key}".upper(): (f"{section}.{key}", name)
-        for (section, key), name in WELL_KNOWN_ENV.items()
-    }
+    twins = _prefixed_twins()
     problems = []
     for name in sorted(env):
         if not name.startswith(ENV_PREFIX) or name in known or env[name] == "":

@@ -234,3 +234,27 @@ def _dsn_errors(dsn: str) -> list[ConfigError]:
 )
 def test_encoded_credentials_and_an_at_in_the_query_pass(value: str) -> None:
     assert load_settings(None, {"DATABASE_URL": value}).database.url == value
+
+
+@pytest.mark.parametrize(
+    ("name", "key", "twin"),
+    [
+        (
+            "RESULTS_REALTIME_SERVICE_ROLE_KEY",
+            "realtime.service_role_key",
+            "SUPABASE_SERVICE_ROLE_KEY",
+        ),
+        ("RESULTS_REALTIME_JWT_SECRET", "realtime.jwt_secret", "SUPABASE_JWT_SECRET"),
+        ("RESULTS_REALTIME_SUPABASE_JWT_SECRET", "realtime.jwt_secret", "SUPABASE_JWT_SECRET"),
+        ("RESULTS_REALTIME_SUPABASE_URL", "realtime.url", "SUPABASE_URL"),
+    ],
+)
+def test_a_prefixed_guess_at_a_well_known_variable_names_the_real_one(
+    name: str, key: str, twin: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, {name: "abc"})
+    message = str(info.value)
+    assert f"environment variable {name}: no setting has this name" in message
+    assert f"{key}'s environment variable is {twin}" in message
+    assert "TEACHER_TOKEN" not in message

@@ -50,7 +50,14 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 
 # Misspellings the tests use on purpose, to show they are refused.
-_DELIBERATE_TYPOS = {"RESULTS_REALTIME_DAEMON_BATCHSIZE", "RESULTS_REALTIME_REALTIME_URL"}
+_DELIBERATE_TYPOS = {
+    "RESULTS_REALTIME_DAEMON_BATCHSIZE",
+    "RESULTS_REALTIME_REALTIME_URL",
+    "RESULTS_REALTIME_SERVICE_ROLE_KEY",
+    "RESULTS_REALTIME_JWT_SECRET",
+    "RESULTS_REALTIME_SUPABASE_JWT_SECRET",
+    "RESULTS_REALTIME_SUPABASE_URL",
+}
 
 
 def test_every_results_realtime_variable_in_the_repo_is_one_the_config_accepts() -> None:
