@@ -248,18 +248,26 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
     sections = _sections()
     problems = _unknown_env(env)
     for section in raw:
+        if section not in sections and not isinstance(raw[section], dict):
+            raise ConfigError(f"{path}: {_outside_any_section(section, sections)}")
         if section not in sections:
-            known = ", ".join(sorted(sections))
-            raise ConfigError(f"{path}: unknown section [{section}]; known sections: {known}")
+            hint = _closest(section, list(sections), "section")
+            raise ConfigError(f"{path}: unknown section [{section}]; {hint}")
         if not isinstance(raw[section], dict):
             raise ConfigError(f"{path}: [{section}] must be a table of keys")
-        for key in raw[section]:
+        for key, value in raw[section].items():
             sources[(section, key)] = f"{path}"
             if (section, key) in SECRET_KEYS:
                 problems.append(
                     f"{section}.{key} (from {path}): a secret, not read from config files; "
                     f"remove it from the file and set environment variable "
                     f"{env_name(section, key)} instead"
+                )
+            elif (section, key) == ("database", "url") and dsn_has_password(value):
+                problems.append(
+                    f"database.url (from {path}): holds a password, a secret, not read from "
+                    "config files; remove the password from the file and set environment "
+                    "variable DATABASE_URL (the whole URL, with it) instead, or PGPASSWORD"
                 )
     for section, model in sections.items():
         for key in model.model_fields:
@@ -277,13 +285,48 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
             dotted = ".".join(loc)
             where = sources.get((loc[0], loc[1]), "defaults") if len(loc) >= 2 else "config"
             if error["type"] == "extra_forbidden":
-                known = ", ".join(sections[loc[0]].model_fields) if loc[0] in sections else ""
-                problems.append(f"{dotted} (from {where}): unknown key; known keys: {known}")
+                known = list(sections[loc[0]].model_fields) if loc[0] in sections else []
+                hint = _closest(loc[-1], known, "key")
+                problems.append(f"{dotted} (from {where}): unknown key; {hint}")
             else:
                 message = str(error["msg"]).removeprefix("Value error, ")
                 got = _shown(tuple(loc[:2]), error.get("input"))
                 problems.append(f"{dotted} (from {where}): {message}; got {got!r}")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None
+
+
+def _closest(name: str, known: list[str], what: Literal["section", "key"]) -> str:
+    """'did you mean X?' for a near miss, else the list of what exists."""
+    shown = [f"[{n}]" if what == "section" else n for n in known]
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {shown[known.index(close[0])]}?"
+    return f"known {what}s: {', '.join(shown)}"
+
+
+def _outside_any_section(key: str, sections: dict[str, type[_Section]]) -> str:
+    """A top-level `key = value`: every key lives in a [section]; name the one it belongs to."""
+    owners = [name for name, model in sections.items() if key in model.model_fields]
+    if owners:
+        where = " or ".join(f"[{name}]" for name in owners)
+        return f"{key} is outside any section; put it under {where}"
+    every = [k for model in sections.values() for k in model.model_fields]
+    close = difflib.get_close_matches(key, every, n=1, cutoff=0.6)
+    owner = next((n for n, m in sections.items() if close and close[0] in m.model_fields), "")
+    hint = f"did you mean {close[0]} (under [{owner}])?" if close else "no setting has this name"
+    return f"{key} is outside any section, and unknown; {hint}"
+
+
+def dsn_has_password(dsn: object) -> bool:
+    """Does this DSN carry a password (in the user info, ?password=, or password=...)?"""
+    if not isinstance(dsn, str):
+        return False
+    if _unencoded_credentials(dsn.strip()) or _SECRET_VALUE.search(dsn):
+        return True
+    try:
+        return bool(urlsplit(dsn.strip()).password)
+    except ValueError:
+        return redact_dsn(dsn) != dsn
 
 
 def _shown(key: tuple[str, ...], value: Any) -> Any:

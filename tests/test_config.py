@@ -39,18 +39,64 @@ def test_bad_value_names_key_source_and_expectation(tmp_path: Path) -> None:
     assert "integer" in message
 
 
-def test_unknown_key_lists_known_keys(tmp_path: Path) -> None:
+def test_unknown_key_suggests_the_closest(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text("[daemon]\nbatch_sise = 3\n")
-    with pytest.raises(ConfigError, match=r"daemon.batch_sise .*unknown key.*batch_size"):
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg, {})
+    message = str(info.value)
+    assert f"daemon.batch_sise (from {cfg}): unknown key; did you mean batch_size?" in message
+    assert "log_level" not in message  # a suggestion, not the whole list
+
+
+def test_unknown_key_without_a_near_miss_lists_the_known_keys(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[daemon]\nzzz = 3\n")
+    with pytest.raises(ConfigError, match=r"daemon.zzz .*unknown key; known keys: batch_size, "):
         load_settings(cfg, {})
 
 
-def test_unknown_section(tmp_path: Path) -> None:
+def test_unknown_section_suggests_the_closest(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text("[deamon]\nbatch_size = 3\n")
-    with pytest.raises(ConfigError, match=r"unknown section \[deamon\]"):
+    with pytest.raises(ConfigError, match=r"unknown section \[deamon\]; did you mean \[daemon\]\?"):
         load_settings(cfg, {})
+
+
+def test_a_key_outside_any_section_names_its_section(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("batch_size = 3\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg, {})
+    message = str(info.value)
+    assert "batch_size is outside any section; put it under [daemon]" in message
+    assert "unknown section" not in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://app:pw123file@db:5432/app",
+        "postgresql://app@db:5432/app?password=pw123file",
+        "postgresql://app:p#w/123file@db:5432/app",
+    ],
+)
+def test_a_password_in_the_config_files_database_url_is_refused(tmp_path: Path, url: str) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[database]\nurl = "{url}"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg, {"DATABASE_URL": "postgresql://app:fromenv@db/app"})
+    message = str(info.value)
+    assert f"database.url (from {cfg}): holds a password" in message
+    assert "set environment variable DATABASE_URL" in message
+    assert "123file" not in message
+    assert "fromenv" not in message
+
+
+def test_a_database_url_without_password_in_the_config_file_is_used(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[database]\nurl = "postgresql://app@db:5432/app?sslmode=require"\n')
+    assert load_settings(cfg, {}).database.url == "postgresql://app@db:5432/app?sslmode=require"
 
 
 def test_secrets_are_redacted() -> None:
