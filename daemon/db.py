@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -23,9 +24,25 @@ def _settings(role: str, extra: dict[str, str] | None) -> dict[str, str]:
     return {"application_name": f"{APP_NAME} {role}".strip(), **(extra or {})}
 
 
+# The libpq variables asyncpg reads when there is no DSN, in the order a person would say them.
+_PG_SHOWN = ("PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "PGSSLMODE")
+
+
 def where(dsn: str | None) -> str:
-    """The server a DSN names, for messages: its password redacted."""
-    return redact_dsn(dsn) if dsn else "the server named by PG* variables (or localhost:5432)"
+    """The server a DSN names, for messages: its password redacted; without one, the PG*
+    variables that name it (PGPASSWORD never shown)."""
+    if dsn:
+        return redact_dsn(dsn)
+    named = [f"{name}={os.environ[name]}" for name in _PG_SHOWN if os.environ.get(name)]
+    if not named:
+        return "the server of libpq's defaults (no DATABASE_URL, no PG* variables: localhost:5432)"
+    return f"the server named by PG* variables ({', '.join(named)}; unset ones: libpq defaults)"
+
+
+def reached(role: str, database: str, host: str | None, port: int | None) -> str:
+    """Where a connection made without a DSN actually went, as the server reports it."""
+    at = f"{host}:{port}" if host else f"a local socket (port {port})"
+    return f"{role}@{at}/{database} (from PG* variables)"
 
 
 def _check_dsn(dsn: str | None) -> None:
@@ -44,6 +61,11 @@ def _reason(exc: BaseException, timeout_s: float) -> str:
 
 def _advice(exc: BaseException) -> str:
     """The fix that fits the failure: the server answered, or it did not."""
+    if isinstance(exc, ConnectionError) and "rejected SSL upgrade" in str(exc):
+        return (
+            "The server does not accept SSL, and sslmode requires it: use sslmode=prefer or "
+            "sslmode=disable in DATABASE_URL (or PGSSLMODE), or enable SSL on the server."
+        )
     if isinstance(exc, asyncpg.InvalidPasswordError):
         return "Check the user name and password in DATABASE_URL (or PGUSER / PGPASSWORD)."
     if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -14,6 +15,7 @@ from tests.fixtures.db import PgServer
 from tests.fixtures.hub import RunningHub
 from tests.support.capture_server import CaptureServer
 from tests.support.daemon import SERVICE_KEY
+from tests.support.no_ssl_server import no_ssl_server
 from tests.support.process import cli_env, run_cli
 from tests.support.silent_server import silent_server
 from tests.support.tcp_proxy import TcpProxy
@@ -313,3 +315,31 @@ async def test_the_database_url_option_is_the_url_shown_with_its_source(
     assert f"ok    config      {config.resolve()} (--config), overridden by the environment " in out
     assert "and by --database-url" in out
     assert "hunter2o" not in out + err
+
+
+async def test_sslmode_require_against_a_server_without_ssl_says_so(
+    capture_server: CaptureServer, tmp_path: Path
+) -> None:
+    async with no_ssl_server() as port:
+        dsn = f"postgresql://postgres:hunter2@127.0.0.1:{port}/app?sslmode=require"
+        code, _, err = await run_cli(["check"], cli_env(dsn, capture_server.url), tmp_path)
+    assert code == 3, err
+    assert "The server does not accept SSL, and sslmode requires it" in err
+    assert "use sslmode=prefer or sslmode=disable" in err
+    assert "check the host and port" not in err
+    assert "hunter2" not in err
+
+
+async def test_with_pg_variables_it_names_the_server_it_reached(
+    database_url: str, capture_server: CaptureServer, tmp_path: Path
+) -> None:
+    parts = urlsplit(database_url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 5432
+    user, database = parts.username or "postgres", parts.path.lstrip("/")
+    pg = {"PGHOST": host, "PGPORT": str(port), "PGUSER": user, "PGDATABASE": database}
+    if parts.password:
+        pg["PGPASSWORD"] = parts.password
+    code, out, err = await run_cli(["check"], cli_env(None, capture_server.url, **pg), tmp_path)
+    assert code == 0, err
+    assert f"ok    database    {user}@{host}:{port}/{database} (from PG* variables)" in out
+    assert "(or localhost:5432)" not in out

@@ -18,7 +18,7 @@ from daemon.config import (
     redacted,
     with_database_url,
 )
-from daemon.db import connect, where
+from daemon.db import connect, reached, where
 from daemon.errors import PublishError, describe
 from daemon.log import configure_logging
 from daemon.pipeline.credentials import ServiceRoleCredential
@@ -117,7 +117,13 @@ async def _check(settings: Settings, dsn: str | None, credential: ServiceRoleCre
     conn = await connect(dsn, connect_timeout=settings.database.connect_timeout_s, role="check")
     try:
         version = await conn.fetchval(query("runtime_server_version"))
-        ok("database", f"{where(dsn)} (PostgreSQL {version})")
+        if dsn:
+            ok("database", f"{where(dsn)} (PostgreSQL {version})")
+        else:  # say where the PG* variables and libpq's defaults actually led
+            row = await conn.fetchrow(query("runtime_server_identity"))
+            assert row is not None  # a SELECT without FROM returns one row
+            there = reached(row["role_name"], row["database_name"], row["host"], row["port"])
+            ok("database", f"{there} (PostgreSQL {version})")
         ok("migrations", f"{await require_migrated(conn)} applied")
         recording = bool(await conn.fetchval(query("runtime_db_flag")))
     finally:
