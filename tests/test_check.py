@@ -267,6 +267,21 @@ async def test_the_flag_on_in_both_places_is_ok(
     assert "warn" not in out
 
 
+async def test_app_tables_anybody_may_write_without_rls_are_a_warning(
+    database_url: str, db: asyncpg.Connection, capture_server: CaptureServer, tmp_path: Path
+) -> None:
+    """What migrate created on Supabase projects before 0002 turned RLS on, with Supabase's
+    default grants: group_members writable with the anon key."""
+    await db.execute(
+        "alter table public.group_members disable row level security;"
+        "grant insert on public.group_members to anon"
+    )
+    code, out, err = await run_cli(["check"], cli_env(database_url, capture_server.url), tmp_path)
+    assert code == 0, err
+    assert "warn  app tables  public.group_members: row level security is off" in out
+    assert "all checks passed (1 warning)" in out
+
+
 async def test_a_short_jwt_secret_gives_one_clear_message(
     database_url: str, tmp_path: Path
 ) -> None:

@@ -126,10 +126,15 @@ async def _check(settings: Settings, dsn: str | None, credential: ServiceRoleCre
             ok("database", f"{there} (PostgreSQL {version})")
         ok("migrations", f"{await require_migrated(conn)} applied")
         recording = bool(await conn.fetchval(query("runtime_db_flag")))
+        writable = [
+            r["relname"]
+            for r in await conn.fetch(query("runtime_writable_reference_tables"), _APP_TABLES)
+        ]
     finally:
         await conn.close()
     await _check_listen(settings, dsn)
     warnings = 0 if check_flag(settings.realtime.enabled, recording) else 1
+    warnings += 0 if check_app_tables(writable) else 1
     await _check_realtime(settings, credential)
     return warnings
 
@@ -154,6 +159,25 @@ def check_flag(enabled: bool, recording: bool) -> bool:
             "changes (kept in the outbox) until `results-realtime run` starts and switches it off",
         )
     return enabled == recording
+
+
+# The app's tables that results_realtime's SECURITY DEFINER functions read to authorize.
+_APP_TABLES = ["groups", "lessons", "activities", "group_members", "assignments", "submissions"]
+
+
+def check_app_tables(writable: list[str]) -> bool:
+    """Tables anybody with the anon key may write make the channels' authorization worthless."""
+    if not writable:
+        ok("app tables", "none that the authorization reads is writable by anon / authenticated")
+        return True
+    names = ", ".join(f"public.{name}" for name in writable)
+    warn(
+        "app tables",
+        f"{names}: row level security is off and anon / authenticated may write them, so "
+        "anybody with the anon key could make themselves a teacher of any group; enable row "
+        "level security on them (with the app's own policies) or revoke those privileges",
+    )
+    return False
 
 
 async def _check_listen(settings: Settings, dsn: str | None) -> None:
