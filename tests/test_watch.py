@@ -10,13 +10,18 @@ from dataclasses import replace
 
 import asyncpg
 import pytest
-from rich.console import Console
+from rich.console import Console, RenderableType
 
 from daemon.client import matrix
 from daemon.client.matrix import RefetchRequest, Snapshot, parse_snapshot
 from daemon.client.refetch import AssignmentNotFoundError, Claims
 from daemon.client.subscription import ClientStatus
-from daemon.client.view import NEEDS_MARKING_STYLE, render_cell, render_matrix
+from daemon.client.view import (
+    NEEDS_MARKING_STYLE,
+    fit_to_height,
+    render_cell,
+    render_matrix,
+)
 from daemon.commands.watch import StopOnPermanentError, WatchTarget
 from daemon.demo.simulate import Action
 from daemon.errors import DatabaseError
@@ -106,6 +111,36 @@ def test_a_long_reason_is_shown_whole_in_the_status_line() -> None:
     words = " ".join(" ".join(lines).split())
     assert f"({reason})" in words  # every word of it, none cut (rich wraps between words)
     assert "denied" in words
+
+
+def test_a_live_view_fits_the_terminal_and_says_how_many_pupils_it_left_out() -> None:
+    """A live view taller than the terminal is cut at the bottom: legend, rows, mid-table."""
+    pupils = [f"{i + 1:08x}-0000-4000-8000-000000000000" for i in range(30)]
+    snapshot = parse_snapshot(
+        {
+            "groupId": "g", "lessonId": "l", "seq": 1,
+            "activities": [{"activityId": "a1", "title": "Essay", "kind": "text", "position": 1}],
+            "pupilIds": pupils, "cells": [_cell(p, "a1") for p in pupils],
+        }
+    )  # fmt: skip
+    state, _ = matrix.start(matrix.empty("g", "l"))
+    state, _ = matrix.apply_snapshot(state, snapshot, RefetchRequest("assignment", "initial"))
+    status = ClientStatus(connection="subscribed")
+    console = Console(record=True, width=80, height=24, color_system=None)
+
+    def build(max_pupils: int | None) -> RenderableType:
+        return render_matrix(state, status, max_pupils=max_pupils)
+
+    console.print(fit_to_height(console, 24, build))
+    lines = console.export_text().splitlines()
+    assert len(lines) <= 24
+    assert "subscribed" in lines[0]  # the status line first
+    shown = sum(1 for p in pupils if any(p[:8] in line for line in lines))
+    assert 10 <= shown < 30
+    assert f"… {30 - shown} more pupils" in "\n".join(lines)
+    console = Console(record=True, width=80, height=60, color_system=None)
+    console.print(fit_to_height(console, 60, build))
+    assert "more pupils" not in console.export_text()  # all of them fit
 
 
 def test_needs_marking_is_highlighted() -> None:

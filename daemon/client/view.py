@@ -6,9 +6,9 @@ with the file count, and is highlighted when it needs marking.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
-from rich.console import Group, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
@@ -86,7 +86,10 @@ def render_matrix(
     *,
     names: Mapping[str, str] | None = None,
     title: str | None = None,
+    max_pupils: int | None = None,
 ) -> RenderableType:
+    """The status line, the matrix (its first `max_pupils` rows and a count of the others, when
+    given) and the legend."""
     table = Table(
         title=title or f"{matrix.group_id} / {matrix.lesson_id}",
         title_justify="left",
@@ -98,7 +101,8 @@ def render_matrix(
         table.add_column(
             f"{activity.title}\n[dim]{activity.kind}[/]", justify="center", no_wrap=True
         )
-    for pupil_id in matrix.pupil_ids:
+    shown = matrix.pupil_ids if max_pupils is None else matrix.pupil_ids[:max_pupils]
+    for pupil_id in shown:
         row: list[RenderableType] = [pupil_label(pupil_id, names)]
         row.extend(render_cell(matrix.cell(pupil_id, a.activity_id)) for a in matrix.activities)
         table.add_row(*row)
@@ -109,4 +113,27 @@ def render_matrix(
         (f"{UPLOAD_MARK}n files   ", "blue"),
         ("needs marking", NEEDS_MARKING_STYLE),
     )
-    return Group(table, legend, status_line(matrix, status))
+    hidden = len(matrix.pupil_ids) - len(shown)
+    if not hidden:
+        return Group(status_line(matrix, status), table, legend)
+    more = Text(f"… {hidden} more pupils (a taller terminal shows them)", style="dim")
+    return Group(status_line(matrix, status), table, more, legend)
+
+
+def fit_to_height(
+    console: Console, lines: int, build: Callable[[int | None], RenderableType]
+) -> RenderableType:
+    """`build(max_pupils)` with as many pupils as fit in `lines` lines of `console`.
+
+    A live view taller than the terminal is cut at the bottom, legend and rows alike, mid-table;
+    so a live view lists the pupils that fit and says how many more there are. Each pupil is one
+    line (cells never wrap).
+    """
+    everyone = build(None)
+    if _height(console, everyone) <= lines:
+        return everyone
+    return build(max(0, lines - _height(console, build(0))))
+
+
+def _height(console: Console, renderable: RenderableType) -> int:
+    return len(console.render_lines(renderable, console.options, pad=False))

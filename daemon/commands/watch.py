@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.live import Live
 
 from daemon.client.matrix import Matrix, RefetchRequest, Snapshot
@@ -35,7 +35,7 @@ from daemon.client.subscription import (
     ResultsSubscription,
     SubscriptionConfig,
 )
-from daemon.client.view import render_matrix
+from daemon.client.view import fit_to_height, render_matrix
 from daemon.config import Settings, database_url, load_settings, realtime_url
 from daemon.db import create_pool
 from daemon.errors import ConfigError, DatabaseError
@@ -249,7 +249,10 @@ async def _watch(target: WatchTarget, *, duration_s: float, live: bool, console:
         with Live(console=console, refresh_per_second=8, transient=False) as screen:
 
             def redraw(matrix: Matrix, status: ClientStatus) -> None:
-                screen.update(render_matrix(matrix, status, title=title))
+                def build(max_pupils: int | None) -> RenderableType:
+                    return render_matrix(matrix, status, title=title, max_pupils=max_pupils)
+
+                screen.update(fit_to_height(console, console.size.height, build))
 
             sub = ResultsSubscription(target.config, refetcher, on_change=redraw)
             redraw(sub.matrix, sub.status)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from rich.console import Console, Group
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.panel import Panel
 from rich.text import Text
@@ -33,7 +33,7 @@ from daemon.client.refetch import (
     read_assignment_results,
 )
 from daemon.client.subscription import ClientStatus, ResultsSubscription, SubscriptionConfig
-from daemon.client.view import render_matrix
+from daemon.client.view import fit_to_height, render_matrix
 from daemon.config import Settings
 from daemon.db import connect, create_pool
 from daemon.demo.hint import watch_command, write_token
@@ -403,7 +403,13 @@ async def _run(
             banner = _banner(stack)
 
             def redraw(matrix: Matrix, status: ClientStatus) -> None:
-                live.update(Group(banner, render_matrix(matrix, status, names=names, title=title)))
+                def build(max_pupils: int | None) -> RenderableType:
+                    return render_matrix(
+                        matrix, status, names=names, title=title, max_pupils=max_pupils
+                    )
+
+                room = console.size.height - len(console.render_lines(banner, pad=False))
+                live.update(Group(banner, fit_to_height(console, room, build)))
 
         else:
             console.print(_banner(stack))
