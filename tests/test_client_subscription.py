@@ -340,6 +340,24 @@ async def test_flag_off_polls_without_subscribing(results_stack: ResultsStack) -
     assert await results_stack.hub.sockets() == 0
 
 
+async def test_a_group_id_with_a_colon_is_polled_it_has_no_channel(
+    results_stack: ResultsStack,
+) -> None:
+    """sql/migrations/0012: the daemon publishes no channel for it, and the one the client would
+    name reads as another group's."""
+    sub = results_stack.subscribe("grp-7a:x", access_token=results_stack.teacher_token(G))
+    assert sub.status.connection == "polling"
+    await eventually(
+        lambda: (
+            sub.status.refetches_done + sub.status.refetching > 0
+            or sub.status.last_error is not None
+        ),
+        deadline_s=WITHIN,
+        what="a first read",
+    )
+    assert await results_stack.hub.sockets() == 0
+
+
 async def test_closing_unsubscribes(results_stack: ResultsStack) -> None:
     sub = results_stack.subscribe(G)
     await loaded(sub)

@@ -183,7 +183,8 @@ class ResultsSubscription:
     ) -> None:
         self.config = config
         self.matrix = matrix.empty(config.group_id, config.lesson_id)
-        self.status = ClientStatus(connection="connecting" if config.enabled else "polling")
+        self._live = config.enabled and matrix.has_channel(config.group_id)
+        self.status = ClientStatus(connection="connecting" if self._live else "polling")
         self._refetcher = refetcher
         self._on_change = on_change
         self._inputs: asyncio.Queue[_Input] = asyncio.Queue(maxsize=config.queue_size)
@@ -207,10 +208,16 @@ class ResultsSubscription:
             async with asyncio.TaskGroup() as tasks:
                 self._tasks = tasks
                 tasks.create_task(self._consume(), name="client.consume")
-                if self.config.enabled:
+                if self._live:
                     tasks.create_task(self._supervise(), name="client.supervise")
                 else:
-                    self._log.info("client.polling", interval_s=self.config.poll_interval_s)
+                    self._log.info(
+                        "client.polling",
+                        interval_s=self.config.poll_interval_s,
+                        reason="the group id has ':': no channel"
+                        if self.config.enabled
+                        else "realtime is off",
+                    )
                     tasks.create_task(self._poll(), name="client.poll")
         except* RealtimeRefusedError as refused:
             raise refused.exceptions[0] from None

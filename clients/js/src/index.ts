@@ -7,6 +7,7 @@ export {
   channelName,
   emptyMatrix,
   getCell,
+  hasChannel,
   parseCell,
   start,
   type Step,

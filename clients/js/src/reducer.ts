@@ -30,6 +30,12 @@ class Foreign extends Error {}
 export const cellKey = (pupilId: string, activityId: string): string => `${pupilId}|${activityId}`;
 export const channelName = (groupId: string, lessonId: string): string =>
   `assignment_results:${groupId}:${lessonId}`;
+
+/**
+ * A group id with ':' has no channel: its name would not say which group it is for
+ * (sql/migrations/0012); such a group's results are polled.
+ */
+export const hasChannel = (groupId: string): boolean => !groupId.includes(':');
 export const assignmentIdOf = (groupId: string, lessonId: string): string =>
   `${groupId}__${lessonId}`;
 

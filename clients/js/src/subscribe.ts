@@ -9,11 +9,19 @@
  * policy refuses (`Unauthorized`) is not retried: the status becomes `denied` and the channel is
  * removed (the Python client, daemon/client/subscription.py, does the same; shared case table
  * test/fixtures/join-refusals.json). With `enabled: false` (the RESULTS_REALTIME_ENABLED switch)
- * it does not subscribe and polls `refetch` instead.
+ * it does not subscribe and polls `refetch` instead, and so for a group id with `:`, which has no
+ * channel.
  */
 import type { RealtimeChannel, SupabaseClient } from '@supabase/supabase-js';
 
-import { applyBroadcast, applySnapshot, channelName, emptyMatrix, start } from './reducer.js';
+import {
+  applyBroadcast,
+  applySnapshot,
+  channelName,
+  emptyMatrix,
+  hasChannel,
+  start,
+} from './reducer.js';
 import type { ConnectionStatus, MatrixState, Refetch, RefetchRequest } from './types.js';
 
 /** The part of a SupabaseClient this module uses (any supabase-js v2 client fits). */
@@ -86,7 +94,7 @@ export function subscribeAssignmentResults(
   options: Options = {},
 ): AssignmentSubscription {
   const { groupId, lessonId } = assignment;
-  const enabled = options.enabled ?? true;
+  const enabled = (options.enabled ?? true) && hasChannel(groupId);
   const pollIntervalMs = options.pollIntervalMs ?? 5000;
   const maxBackoffMs = options.maxBackoffMs ?? 10000;
 

@@ -2,7 +2,15 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 
-import { applyBroadcast, applySnapshot, emptyMatrix, getCell, start } from '../src/reducer.js';
+import {
+  applyBroadcast,
+  applySnapshot,
+  channelName,
+  emptyMatrix,
+  getCell,
+  hasChannel,
+  start,
+} from '../src/reducer.js';
 import type { AssignmentResults, MatrixState, RefetchRequest } from '../src/types.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -86,5 +94,13 @@ describe('matrix reducer (immutability)', () => {
     const [next] = applyBroadcast(loaded, 'result_cell', cell);
     expect(JSON.stringify(loaded)).toBe(frozen);
     expect(getCell(next, doc.pupilIds[0], 'act-1')?.status).toBe('submitted');
+  });
+});
+
+describe('channel names', () => {
+  it('name a group and a lesson; a group id with ":" has none (it is polled)', () => {
+    expect(channelName('grp-7a', 'lesson:1')).toBe('assignment_results:grp-7a:lesson:1');
+    expect(hasChannel('grp-7a')).toBe(true);
+    expect(hasChannel('grp:7a')).toBe(false);
   });
 });
