@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from daemon.pipeline.ratelimit import RollingWindowLimiter
@@ -93,6 +95,17 @@ async def test_acquire_waits_for_room() -> None:
     assert limiter.available() == 0
     await limiter.acquire(1)  # returns once the first admission leaves the window
     assert limiter.available() < 1000
+
+
+async def test_a_wait_for_room_ends_when_the_event_is_set() -> None:
+    limiter = RollingWindowLimiter(1, max_per_request=1)  # the next room: a second from now
+    assert await limiter.acquire(1) is not None
+    until = asyncio.Event()
+    waiting = asyncio.create_task(limiter.acquire(1, until=until))
+    until.set()
+    async with asyncio.timeout(0.5):
+        assert await waiting is None
+    assert limiter.available() == 0  # nothing more admitted
 
 
 def test_a_request_counts_until_it_completed() -> None:

@@ -280,22 +280,10 @@ class Publisher:
 
     async def _admit(self, n: int) -> Admission:
         """Rate budget for a request of `n` messages, unless a stop comes first."""
-        if self._stopping.is_set():
+        admission = await self.limiter.acquire(n, until=self._stopping)
+        if admission is None:
             raise _NotStarted
-        if (admission := self.limiter.try_take(n)) is not None:  # the usual case: no wait
-            return admission
-        admitted = asyncio.ensure_future(self.limiter.acquire(n))
-        stopped = asyncio.ensure_future(self._stopping.wait())
-        try:
-            await asyncio.wait({admitted, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopped.cancel()
-            if not admitted.done():
-                admitted.cancel()
-            await asyncio.wait({admitted, stopped})
-        if admitted.cancelled():
-            raise _NotStarted
-        return admitted.result()
+        return admission
 
     async def _post(self, body: bytes) -> None:
         token = self._credential.token()

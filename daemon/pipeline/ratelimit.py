@@ -11,6 +11,7 @@ took 300 ms must not let the next window's messages land within the same second 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections import deque
@@ -77,14 +78,20 @@ class RollingWindowLimiter:
         """The request is over: its messages count from now on (never earlier than admitted)."""
         admission.entry[0] = max(admission.entry[0], self._clock())
 
-    async def acquire(self, n: int) -> Admission:
-        """Admit `n` messages, waiting for room; callers are served one at a time."""
+    async def acquire(self, n: int, *, until: asyncio.Event | None = None) -> Admission | None:
+        """Admit `n` messages, waiting for room (callers are served one at a time); None when
+        `until` is set first (nothing admitted)."""
         if n > self.capacity:
             raise ValueError(f"cannot admit {n} messages: the window holds {self.capacity}")
+        until = until or asyncio.Event()
         async with self._lock:
-            while (admission := self.try_take(n)) is None:  # noqa: ASYNC110 - computed wait
-                await asyncio.sleep(max(self.delay_for(n), 0.001))
-            return admission
+            while not until.is_set():
+                if (admission := self.try_take(n)) is not None:
+                    return admission
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(self.delay_for(n), 0.001)):
+                        await until.wait()
+            return None
 
 
 class Admission:
