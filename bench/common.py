@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
 import psutil
 
+from daemon.db import dsn_for_database
 from daemon.localpg import LocalPostgres, configured_dsn, free_port
 from daemon.migrate import migrate
 from daemon.tokens import mint_token, new_jwt_secret
@@ -174,12 +174,6 @@ class School:
         return [f"assignment_results:{group}:bench-lesson" for group, _ in self.teachers]
 
 
-def database_dsn(server_dsn: str, database: str) -> str:
-    if not server_dsn:
-        return f"postgresql:///{database}"
-    return urlunsplit(urlsplit(server_dsn)._replace(path=f"/{database}"))
-
-
 class Cluster:
     """The PostgreSQL server (DATABASE_URL when set, else a throwaway one) and a seeded template."""
 
@@ -210,7 +204,7 @@ class Cluster:
             await admin.execute(f'create database "{self.template}"')
         finally:
             await admin.close()
-        conn = await asyncpg.connect(database_dsn(self.server_dsn, self.template))
+        conn = await asyncpg.connect(dsn_for_database(self.server_dsn, self.template))
         try:
             await migrate(conn)
             await conn.execute(sql("seed_lesson"), ACTIVITIES)
@@ -252,7 +246,7 @@ class Cluster:
         admin = await asyncpg.connect(self.server_dsn or None)
         try:
             await admin.execute(f'create database "{name}" template "{self.template}"')
-            dsn = database_dsn(self.server_dsn, name)
+            dsn = dsn_for_database(self.server_dsn, name)
             conn = await asyncpg.connect(dsn)
             try:  # start every run from the same physical state
                 await conn.execute("vacuum analyze")

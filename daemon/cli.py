@@ -94,11 +94,9 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpar
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        parser = build_parser()  # imports every subcommand: a Ctrl-C may land here already
-    except KeyboardInterrupt:
-        return 130
-    args = parse(parser, argv)
-    try:
+        # building the parser imports every subcommand, and parsing may resolve a host name:
+        # a Ctrl-C may land in either as well as in the command
+        args = parse(build_parser(), argv)
         code: int = args.handler(args)
         return code
     except KeyboardInterrupt:

@@ -36,6 +36,8 @@ create table if not exists results_realtime.repeatable_files (
     applied_at timestamptz not null default now()
 );
 """
+# The session's lock_timeout for the run (the caller's own comes back at the end).
+_SET_LOCK_TIMEOUT = "select set_config('lock_timeout', $1, false)"
 _TRIGGERS_FILE = "triggers.sql"
 DEFAULT_LOCK_TIMEOUT_S = 10.0
 
@@ -57,10 +59,9 @@ async def migrate(
     that meets a long transaction fails (and can be retried) instead of stalling the app.
     """
     await conn.execute("select pg_advisory_lock($1)", _MIGRATE_LOCK_KEY)
+    callers = await conn.fetchval("select current_setting('lock_timeout')")
+    await conn.execute(_SET_LOCK_TIMEOUT, f"{round(lock_timeout_s * 1000)}ms")
     try:
-        await conn.execute(
-            "select set_config('lock_timeout', $1, false)", f"{round(lock_timeout_s * 1000)}ms"
-        )
         await conn.execute(_BOOKKEEPING)
         rows = await conn.fetch(
             "select version, name, checksum from results_realtime.schema_migrations"
@@ -82,7 +83,7 @@ async def migrate(
         return MigrateResult(applied=applied, already=len(done))
     finally:
         await conn.execute("select pg_advisory_unlock($1)", _MIGRATE_LOCK_KEY)
-        await conn.execute("reset lock_timeout")
+        await conn.execute(_SET_LOCK_TIMEOUT, callers)
 
 
 async def _apply_triggers(conn: asyncpg.Connection, lock_timeout_s: float) -> None:

@@ -64,8 +64,15 @@ _TRIGGER = re.compile(r"^create or replace trigger (\w+)\s+\w+\s+\w+\s+on\s+([\w
 
 
 def triggers_defined(text: str) -> list[tuple[str, str]]:
-    """(table, trigger name) of every trigger the triggers file creates."""
-    return [(table, name) for name, table in _TRIGGER.findall(text)]
+    """(table, trigger name) of every trigger the triggers file creates (migrate checks that
+    each exists, so one this cannot read would go unchecked: that is an error)."""
+    found = [(table, name) for name, table in _TRIGGER.findall(text)]
+    if not found or len(found) != text.count("create or replace trigger"):
+        raise RuntimeError(
+            "sql/triggers.sql: write every trigger as 'create or replace trigger NAME' then, on "
+            "the next line, 'after|before EVENT on SCHEMA.TABLE' (one event)"
+        )
+    return found
 
 
 @cache

@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 from bench.common import sql as bench_sql
 from daemon.errors import MigrationError
 from daemon.migrate import migrate
-from daemon.sqlfiles import Migration, migrations
+from daemon.sqlfiles import Migration, migrations, triggers_defined, triggers_sql
 from tests.fixtures.db import PgServer
 from tests.support.process import cli_env, run_cli
 from tests.support.silent_server import silent_server
@@ -286,6 +286,20 @@ async def test_a_migration_that_meets_a_long_transaction_gives_up_instead_of_sta
         )
         == 2
     )
+
+
+async def test_the_callers_lock_timeout_is_kept(db: asyncpg.Connection) -> None:
+    await db.execute("set lock_timeout = '1234ms'")
+    await migrate(db)
+    assert await db.fetchval("show lock_timeout") == "1234ms"
+
+
+def test_a_trigger_migrate_could_not_check_is_an_error() -> None:
+    unreadable = triggers_sql().replace(
+        "after update on public.submissions", "after update or delete on public.submissions"
+    )
+    with pytest.raises(RuntimeError, match="write every trigger"):
+        triggers_defined(unreadable)
 
 
 def test_migration_files_are_numbered_without_gaps() -> None:

@@ -42,7 +42,7 @@ from daemon.demo.seed import School, demo_school, seed
 from daemon.demo.simulate import plan_lesson, simulate
 from daemon.demo.web import PageGroup, PageSettings, assets_dir, assets_ready, bind, build_app
 from daemon.demo.web import start_web as start_web_app
-from daemon.errors import DatabaseError, LocalPostgresError
+from daemon.errors import DatabaseError
 from daemon.hub import run_hub
 from daemon.localpg import LocalPostgres, configured_dsn
 from daemon.log import get_logger
@@ -134,7 +134,7 @@ async def database(settings: Settings) -> AsyncIterator[str]:
         dsn = await asyncio.shield(starting)  # a stop signal cancels the wait, not the thread
     except BaseException:
         local.abort()  # kills initdb / pg_ctl, so the thread ends now
-        with contextlib.suppress(LocalPostgresError):
+        with contextlib.suppress(Exception):  # its own failure or the abort: cleaned up below
             await starting
         await asyncio.to_thread(local.stop)  # and the half-made data directory is removed
         raise

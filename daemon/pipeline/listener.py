@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from daemon.config import DaemonSettings, redact_dsn
-from daemon.db import connect
+from daemon.config import DaemonSettings
+from daemon.db import connect, where
 from daemon.errors import DatabaseError, ListenUnsupportedError
 from daemon.log import get_logger
 from daemon.pipeline.metrics import Metrics
@@ -85,7 +85,7 @@ class Listener:
         except TimeoutError:
             await self._drop()
             raise ListenUnsupportedError(
-                f"LISTEN/NOTIFY does not work on {self._where()}: a NOTIFY sent on this "
+                f"LISTEN/NOTIFY does not work on {where(self._dsn)}: a NOTIFY sent on this "
                 f"connection did not come back within {self._settings.probe_timeout_s}s. "
                 "This happens behind a transaction-mode pooler (PgBouncer/Supavisor in "
                 "transaction mode, Supabase port 6543). Point DATABASE_URL at a direct or "
@@ -182,7 +182,7 @@ class Listener:
             await conn.add_listener(self._probe_channel, self._on_probe_echo)
         except Exception as exc:
             conn.terminate()
-            raise DatabaseError(f"LISTEN failed on {self._where()}: {exc}") from exc
+            raise DatabaseError(f"LISTEN failed on {where(self._dsn)}: {exc}") from exc
         self._conn = conn
         self.connected = True
         self._metrics.listener_connected.set(1)
@@ -235,6 +235,3 @@ class Listener:
     def _request_catch_up(self) -> None:
         self.wake.set()
         self._on_catch_up()
-
-    def _where(self) -> str:
-        return redact_dsn(self._dsn) if self._dsn else "the server named by PG* variables"
