@@ -345,7 +345,7 @@ async def test_a_group_id_with_a_colon_is_polled_it_has_no_channel(
 ) -> None:
     """sql/migrations/0012: the daemon publishes no channel for it, and the one the client would
     name reads as another group's."""
-    sub = results_stack.subscribe("grp-7a:x", access_token=results_stack.teacher_token(G))
+    sub = results_stack.subscribe("grp-7a:x", teacher_of=G)
     assert sub.status.connection == "polling"
     await eventually(
         lambda: (
