@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.process import cli_env, run_cli
+from tests.support.process import cli_env, interrupt_once_connected, run_cli
 from tests.support.silent_server import silent_server
 from tests.support.waiting import eventually
 
@@ -66,20 +66,12 @@ async def test_a_signal_while_connecting_stops_at_once(tmp_path: Path, sig: sign
     """A server that accepts TCP and never answers: the connect alone would wait 60 s."""
     async with silent_server() as silent:
         env = cli_env(silent.dsn(), None, RESULTS_REALTIME_DATABASE_CONNECT_TIMEOUT_S="60")
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "daemon", "demo", "--plain", "--duration", "5",
-            env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        code, _, err = await interrupt_once_connected(
+            [sys.executable, "-m", "daemon", "demo", "--plain", "--duration", "5"],
+            env, sig, silent.accepted, cwd=tmp_path,
         )  # fmt: skip
-        try:
-            await asyncio.wait_for(silent.accepted.wait(), 15)
-            proc.send_signal(sig)
-            _, err = await asyncio.wait_for(proc.communicate(), 5)
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-    assert proc.returncode == 130
-    lines = err.decode().strip().splitlines()
+    assert code == 130
+    lines = err.strip().splitlines()
     assert lines == ["results-realtime demo: interrupted during start-up; stopped what had started"]
 
 

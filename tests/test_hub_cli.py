@@ -19,6 +19,7 @@ import pytest
 
 from daemon.tokens import mint_token
 from tests.fixtures.db import PgServer
+from tests.support.process import interrupt_once_connected
 from tests.support.silent_server import silent_server
 
 BIN = Path(sys.executable).parent / "results-realtime"
@@ -148,26 +149,12 @@ async def test_a_signal_while_the_database_does_not_answer_stops_at_once(
             **_env(silent.dsn(), jwt_secret),
             "RESULTS_REALTIME_DATABASE_CONNECT_TIMEOUT_S": "30",
         }
-        proc = await asyncio.create_subprocess_exec(
-            str(BIN),
-            "hub",
-            "--port",
-            "0",
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+        code, out, err = await interrupt_once_connected(
+            [str(BIN), "hub", "--port", "0"], env, sig, silent.accepted
         )
-        try:
-            await asyncio.wait_for(silent.accepted.wait(), 15)  # the hub now waits for it
-            proc.send_signal(sig)
-            out, err = await asyncio.wait_for(proc.communicate(), 5)  # not the 30 s timeout
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-    assert proc.returncode == 0, err.decode()
-    assert "hub.start_abandoned" in out.decode()
-    assert "hub.started" not in out.decode()
+    assert code == 0, err
+    assert "hub.start_abandoned" in out
+    assert "hub.started" not in out
 
 
 @pytest.mark.parametrize("host", ["999.1.1.1", "192.0.2.1", "no-such-host.invalid"])

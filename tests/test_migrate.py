@@ -17,7 +17,7 @@ from daemon.errors import MigrationError
 from daemon.migrate import migrate
 from daemon.sqlfiles import Migration, migrations, triggers_defined, triggers_sql
 from tests.fixtures.db import PgServer
-from tests.support.process import cli_env, run_cli
+from tests.support.process import cli_env, interrupt_once_connected, run_cli
 from tests.support.silent_server import silent_server
 
 _REFERENCE_TABLES = [
@@ -357,26 +357,12 @@ async def test_an_interrupt_while_connecting_exits_130_at_once(
     """A server that accepts TCP and never answers: the connect alone would wait 30 s."""
     async with silent_server() as silent:
         env = cli_env(silent.dsn(), None, RESULTS_REALTIME_DATABASE_CONNECT_TIMEOUT_S="30")
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "daemon",
-            "migrate",
-            env=env,
-            cwd=tmp_path,
-            stderr=asyncio.subprocess.PIPE,
-            preexec_fn=_as_a_background_job,
-        )
-        try:
-            await asyncio.wait_for(silent.accepted.wait(), 15)
-            proc.send_signal(sig)
-            _, err = await asyncio.wait_for(proc.communicate(), 5)
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-    assert proc.returncode == 130
-    assert b"Traceback" not in err
+        code, _, err = await interrupt_once_connected(
+            [sys.executable, "-m", "daemon", "migrate"],
+            env, sig, silent.accepted, cwd=tmp_path, preexec_fn=_as_a_background_job,
+        )  # fmt: skip
+    assert code == 130
+    assert "Traceback" not in err
 
 
 async def test_a_password_that_needs_percent_encoding_is_a_configuration_error(

@@ -28,6 +28,7 @@ from daemon.errors import DatabaseError
 from daemon.tokens import mint_token
 from tests.fixtures.client import CLI, LESSON, ResultsStack
 from tests.fixtures.db import PgServer
+from tests.support.process import interrupt_once_connected
 from tests.support.silent_server import silent_server
 
 P1, P2 = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"
@@ -295,20 +296,11 @@ async def test_a_signal_while_the_database_does_not_answer_stops_watch_at_once(
             "RESULTS_REALTIME_DATABASE_CONNECT_TIMEOUT_S": "30",
         }
         teacher = results_stack.school.teacher_of("grp-7a").id
-        proc = await asyncio.create_subprocess_exec(
-            CLI, "watch", "--plain", "--group", "grp-7a", "--lesson", LESSON,
-            "--teacher", teacher,
-            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        try:
-            await asyncio.wait_for(silent.accepted.wait(), 15)  # watch now waits for it
-            proc.send_signal(sig)
-            _, err = await asyncio.wait_for(proc.communicate(), 5)  # not the 30 s timeout
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-    assert proc.returncode == 0, err.decode()
+        argv = [CLI, "watch", "--plain", "--group", "grp-7a", "--lesson", LESSON]
+        code, _, err = await interrupt_once_connected(
+            [*argv, "--teacher", teacher], env, sig, silent.accepted
+        )
+    assert code == 0, err
 
 
 async def test_watch_rejects_a_teacher_that_is_not_a_uuid() -> None:

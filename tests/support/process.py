@@ -156,3 +156,27 @@ async def run_cli(
     process = await CliProcess.start(args, env, cwd)
     code = await process.wait(deadline_s=deadline_s)
     return code, "\n".join(process.text), process.stderr
+
+
+async def interrupt_once_connected(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    sig: signal.Signals,
+    connected: asyncio.Event,
+    **popen: Any,
+) -> tuple[int, str, str]:
+    """Start `argv` (the executable first), send `sig` once `connected` is set (a server got its
+    connection) and return (exit code, stdout, stderr), which must come within 5 s."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, **popen
+    )
+    try:
+        await asyncio.wait_for(connected.wait(), 15)
+        proc.send_signal(sig)
+        out, err = await asyncio.wait_for(proc.communicate(), 5)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
