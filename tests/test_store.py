@@ -167,6 +167,22 @@ async def test_pending_is_redelivered_identically_until_acked(school: School, st
     await store.ack([])  # nothing to do
 
 
+async def test_pending_after_an_id_is_not_hidden_by_published_messages_awaiting_their_ack(
+    school: School, store: Store
+) -> None:
+    """Catch-up pages past what it published: the acks may still be on their way (the stager
+    applies them with its next staging), and they must not fill the page."""
+    for text in "abcde":
+        await school.submit("A1", school.p2, {"text": text})
+        await store.stage_batch(500)
+    staged = await store.pending(10)
+    assert [m.seq for m in staged] == [1, 2, 3, 4, 5]
+    published_through = staged[2].id  # three published, none acked yet
+    rest = await store.pending(2, after_id=published_through)
+    assert [m.seq for m in rest] == [4, 5]
+    assert await store.pending(2, after_id=staged[-1].id) == []
+
+
 async def test_a_failed_staging_keeps_the_raw_changes_and_the_sequence(
     school: School, store: Store
 ) -> None:

@@ -389,11 +389,11 @@ class PipelineService:
         assert self.publisher is not None
         while not self._stopping.is_set():
             await self._flush_acks()
-            batch = [
-                m
-                for m in await self.store.pending(self.publisher.request_size * 4)
-                if m.id > published_through
-            ]
+            # Acks the stager has taken but not yet applied leave published messages in place:
+            # the bound is part of the query, so they cannot fill the page and hide the rest.
+            batch = await self.store.pending(
+                self.publisher.request_size * 4, after_id=published_through
+            )
             if not batch:
                 break
             self._cycles += 1

@@ -416,14 +416,16 @@ class Store:
 
     # ------------------------------------------------------------------------------ publishing
 
-    async def pending(self, limit: int, *, conn: _Conn | None = None) -> list[OutgoingMessage]:
-        """Staged messages, oldest first: `id` order is seq order within each channel.
+    async def pending(
+        self, limit: int, *, after_id: int = 0, conn: _Conn | None = None
+    ) -> list[OutgoingMessage]:
+        """Staged messages with an id above `after_id`, oldest first (seq order per channel).
 
         For catching up (a new leadership term, after a failure): the busy loop publishes what it
         just staged from memory. The stored text is the compact JSON as first sent.
         """
         async with self._connection(conn) as c:
-            rows = await c.fetch(query("store_pending"), limit)
+            rows = await c.fetch(query("store_pending"), limit, after_id)
         return [
             OutgoingMessage(
                 id=row["id"],
