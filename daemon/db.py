@@ -24,8 +24,11 @@ def _settings(role: str, extra: dict[str, str] | None) -> dict[str, str]:
     return {"application_name": f"{APP_NAME} {role}".strip(), **(extra or {})}
 
 
-# The libpq variables asyncpg reads when there is no DSN, in the order a person would say them.
-_PG_SHOWN = ("PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "PGSSLMODE")
+# The libpq variables asyncpg reads when there is no DSN that name a server (any of them set means
+# "use that server", localpg.configured_dsn), in the order a person would say them.
+PG_SERVER_VARIABLES = ("PGSERVICE", "PGHOST", "PGPORT", "PGDATABASE", "PGUSER")
+# ... and what messages show of how the connection is made (PGPASSWORD never).
+_PG_SHOWN = (*PG_SERVER_VARIABLES, "PGSSLMODE")
 
 
 def where(dsn: str | None) -> str:

@@ -14,6 +14,7 @@ import pwd
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import threading
@@ -21,12 +22,26 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
+from daemon.db import PG_SERVER_VARIABLES
 from daemon.errors import LocalPostgresError
 from daemon.log import get_logger
 
 log = get_logger(__name__)
 
-_PG_ENV = ("PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE")
+
+def _reachable_by(path: Path, user: pwd.struct_passwd) -> bool:
+    """May `user` enter every directory above `path` (by the mode bits; ACLs aside)?"""
+    for directory in path.resolve().parents:
+        st = directory.stat()
+        if st.st_uid == user.pw_uid:
+            allowed = st.st_mode & stat.S_IXUSR
+        elif st.st_gid == user.pw_gid:
+            allowed = st.st_mode & stat.S_IXGRP
+        else:
+            allowed = st.st_mode & stat.S_IXOTH
+        if not allowed:
+            return False
+    return True
 
 
 def configured_dsn(env: Mapping[str, str] | None = None) -> str | None:
@@ -34,7 +49,7 @@ def configured_dsn(env: Mapping[str, str] | None = None) -> str | None:
     env = os.environ if env is None else env
     if env.get("DATABASE_URL"):
         return env["DATABASE_URL"]
-    if any(env.get(name) for name in _PG_ENV):
+    if any(env.get(name) for name in PG_SERVER_VARIABLES):
         return ""
     return None
 
@@ -84,8 +99,10 @@ class LocalPostgres:
         self._bin = _find_bin_dir()
         if self._bin is None:
             return self._start_pgserver()
-        data = self.root / "data"
         run_as = self._unprivileged_user()
+        if run_as and not _reachable_by(self.root, run_as):
+            self._move_root_within_reach(run_as)
+        data = self.root / "data"
         self.root.chmod(0o755)
         if run_as:
             os.chown(self.root, run_as.pw_uid, run_as.pw_gid)
@@ -175,6 +192,22 @@ class LocalPostgres:
         uri: str = server.get_uri()
         self.dsn = uri
         return uri
+
+    def _move_root_within_reach(self, run_as: pwd.struct_passwd) -> None:
+        """TMPDIR inside a private directory (root's home, pytest's tmp_path): the server's user
+        could not reach the data directory, and initdb would fail with "Permission denied"."""
+        if not self._owns_root:
+            raise LocalPostgresError(
+                f"{self.root} cannot be reached by the user {run_as.pw_name!r}, who runs the "
+                "PostgreSQL server (it refuses to run as root): choose a directory every user "
+                "may enter, such as one under /tmp"
+            )
+        unreachable = self.root
+        self.root = Path(tempfile.mkdtemp(prefix="results-realtime-pg-", dir="/tmp"))
+        shutil.rmtree(unreachable, ignore_errors=True)
+        log.info(
+            "localpg.moved", unreachable=str(unreachable), root=str(self.root), user=run_as.pw_name
+        )
 
     @staticmethod
     def _unprivileged_user() -> pwd.struct_passwd | None:
