@@ -47,6 +47,11 @@ async def test_demo_runs_a_lesson_and_delivers_cells() -> None:
     ready = next(e for e in events if e["event"] == "demo.ready")
     assert all(page.startswith("http://127.0.0.1:") for page in ready["pages"])
     assert "results-realtime watch --group grp-7a" in out.decode()  # how to watch, with a token
+    # Between the JSON lines, a human sees the lesson move (every 2 s of the 12) and its end.
+    progress = [line for line in out.decode().splitlines() if line.startswith("demo ")]
+    assert len(progress) >= 3, progress
+    assert all("messages received" in line for line in progress)
+    assert "demo finished: " in out.decode()
 
 
 async def test_demo_stops_cleanly_on_ctrl_c() -> None:

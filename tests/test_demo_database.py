@@ -95,6 +95,26 @@ async def test_keep_leaves_the_demo_database_and_says_how_to_drop_it(
     assert f"drop it with: DROP DATABASE {DEMO_DATABASE};" in out
 
 
+async def test_a_second_demo_on_the_same_server_refuses_and_leaves_the_first_alone(
+    tmp_path: Path, database_url: str, admin: asyncpg.Connection
+) -> None:
+    env = cli_env(database_url, None)
+    async with await CliProcess.start(["demo", *FAST, "--ready-json"], env, tmp_path) as first:
+        await first.wait_event("demo.ready", deadline_s=60)
+        code, out, err = await run_cli(["demo", *FAST, "--duration", "1"], env, tmp_path)
+        assert code == 3, err[-2000:]
+        lines = err.strip().splitlines()
+        assert len(lines) == 1, err
+        assert f"another demo is running on {database_url}" in lines[0]
+        assert "Stop the other demo first" in lines[0]
+        assert "demo.database_dropped" not in out
+        own = urlunsplit(urlsplit(database_url)._replace(path=f"/{DEMO_DATABASE}"))
+        assert await _groups(own) == 2  # the first demo's database is still there, seeded once
+        first.signal(signal.SIGTERM)
+        await first.wait(deadline_s=30)
+    assert not await _demo_database_exists(admin)  # dropped by the first demo at its exit
+
+
 async def test_a_role_that_may_not_create_databases_is_told_what_to_do(
     tmp_path: Path, database_url: str, admin: asyncpg.Connection
 ) -> None:

@@ -23,6 +23,7 @@ from daemon.sqlfiles import query
 log = get_logger(__name__)
 
 DEMO_DATABASE = "results_realtime_demo"  # also spelled in sql/queries/demo_*_database.sql
+_CLAIM_LOCK_KEY = 0x5252_4445_4D4F  # "RRDEMO": one demo at a time in DEMO_DATABASE
 _MAINTENANCE_DATABASE = "postgres"
 _THROWAWAY = "unset DATABASE_URL and PG* for a throwaway local PostgreSQL"
 
@@ -40,6 +41,7 @@ async def own_database(
     timeout_s = settings.database.connect_timeout_s
     created = await _create(server, timeout_s)
     dsn = dsn_for_database(server, DEMO_DATABASE)
+    claim = await _claim(dsn, server, timeout_s)
     log.info("demo.database", database=DEMO_DATABASE, server=where(server), created=created)
     report(
         f"demo database: {DEMO_DATABASE} on {where(server)} "
@@ -51,6 +53,7 @@ async def own_database(
     try:
         yield settings.model_copy(update={"database": database})
     finally:
+        await claim.close(timeout=timeout_s)
         if keep:
             log.info("demo.database_kept", database=DEMO_DATABASE, server=where(server))
             report(
@@ -93,6 +96,26 @@ async def _create(server: str, timeout_s: float) -> bool:
         return True
     finally:
         await conn.close(timeout=timeout_s)
+
+
+async def _claim(dsn: str, server: str, timeout_s: float) -> asyncpg.Connection:
+    """A session holding the demo database for this run. A second demo on the same server would
+    otherwise seed the same school again, and the first one's exit would pull the database out
+    from under it."""
+    conn = await connect(dsn, connect_timeout=timeout_s, role="demo", purpose="for the demo")
+    try:
+        claimed = await conn.fetchval(query("demo_claim_database"), _CLAIM_LOCK_KEY)
+    except BaseException:
+        conn.terminate()
+        raise
+    if not claimed:
+        await conn.close(timeout=timeout_s)
+        raise DatabaseError(
+            f"another demo is running on {where(server)}: it uses the demo database "
+            f"{DEMO_DATABASE}, and two demos cannot share it. Stop the other demo first, "
+            f"or {_THROWAWAY}."
+        )
+    return conn
 
 
 async def _drop(server: str, timeout_s: float, report: Callable[[str], None]) -> None:

@@ -432,11 +432,21 @@ async def _run(
                 if options.simulate
                 else None
             )
+            reporter = (
+                None
+                if options.live
+                else tasks.create_task(
+                    _report_progress(console, options.duration_s, simulated, subs),
+                    name="demo.progress",
+                )
+            )
             try:
                 async with asyncio.timeout(options.duration_s):
                     await stop.wait()
             except TimeoutError:
                 log.info("demo.duration_reached", duration_s=options.duration_s)
+            if reporter is not None:
+                reporter.cancel()
             if sim is not None:
                 sim.cancel()
             converged = [await _converged(stack, s) for s in subs]
@@ -456,13 +466,55 @@ async def _run(
         "converged": all(converged),
     }
     log.info("demo.summary", **summary)
-    if options.live:
-        console.print(
-            f"demo finished: {summary['messages_received']} messages received, "
-            f"{summary['cells_submitted']} cells submitted, "
-            + ("live views equal the database" if summary["converged"] else "NOT converged")
-        )
+    console.print(
+        f"demo finished: {summary['messages_received']} messages received, "
+        f"{summary['cells_submitted']} cells submitted, "
+        + ("live views equal the database" if summary["converged"] else "NOT converged"),
+        soft_wrap=True,
+        markup=False,
+        highlight=False,
+    )
     return summary
+
+
+_PROGRESS_EVERY_S = 2.0
+
+
+def progress_line(
+    elapsed_s: float,
+    duration_s: float | None,
+    simulated: Counter[str],
+    views: list[tuple[Matrix, ClientStatus]],
+) -> str:
+    """One human line for the plain (not live) mode, where the log lines are JSON."""
+    submitted = sum(
+        1 for matrix, _ in views for c in matrix.cells.values() if c.status != "not_submitted"
+    )
+    cells = sum(len(matrix.activities) * len(matrix.pupil_ids) for matrix, _ in views)
+    states = sorted({status.connection for _, status in views})
+    gaps = sum(matrix.counters.gaps for matrix, _ in views)
+    clock = f"{elapsed_s:.0f}" if duration_s is None else f"{elapsed_s:.0f}/{duration_s:.0f}"
+    return (
+        f"demo {clock} s: {sum(simulated.values())} writes simulated, "
+        f"{sum(status.messages_received for _, status in views)} messages received, "
+        f"{submitted} of {cells} cells submitted, {gaps} gaps, views {'/'.join(states)}"
+    )
+
+
+async def _report_progress(
+    console: Console,
+    duration_s: float | None,
+    simulated: Counter[str],
+    subs: list[ResultsSubscription],
+) -> None:
+    """Plain mode: someone reading a log still sees the lesson move, every couple of seconds."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while True:
+        await asyncio.sleep(_PROGRESS_EVERY_S)
+        views = [(s.matrix, s.status) for s in subs]
+        line = progress_line(loop.time() - started, duration_s, simulated, views)
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
 
 
 def default_live() -> bool:
