@@ -88,7 +88,7 @@ class DaemonSettings(_Section):
     batch_size: int = Field(default=1000, ge=1, le=10_000)
     busy_poll_interval_ms: float = Field(default=1.0, gt=0, le=1000)
     max_linger_ms: float = Field(default=100.0, ge=0, le=1000)
-    staging_pause_factor: float = Field(default=0.5, ge=0, le=100)
+    staging_pause_factor: float = Field(default=0.0, ge=0, le=100)
     idle_poll_interval_s: float = Field(default=1.0, gt=0, le=60)
     probe_interval_s: float = Field(default=5.0, gt=0)
     probe_timeout_s: float = Field(default=2.0, gt=0)

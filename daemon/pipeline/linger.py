@@ -3,10 +3,14 @@
 Every staging has a fixed cost (a transaction that locks every table the enrichment reads, the
 plans' start-up, a POST, a message per channel) that competes with the app's writers for CPU.
 Under a light load the pause is the busy poll period, so a change waits a few milliseconds; it
-grows a little with the rows claimed and with the time the staging took (`staging_pause_factor`
-caps the share of its time the loop stages, and backs off by itself when the machine is short of
-CPU). A write storm is different: once stagings have claimed at least `_STORM_ROWS` rows each,
-at a rate of at least `_STORM_ROWS_PER_MS`, for `_STORM_AFTER_S`, the pause doubles with each
+grows a little with the rows claimed, and, when `staging_pause_factor` is set, with the time the
+staging took (a cap on the share of its time the loop stages). That factor is off by default: on
+a VM short of CPU, where a small staging takes 2-4 ms, a pause of half that was latency at 1,000
+changes/s (p50 4.46 against 3.83 ms over 5 alternated pairs) and saved the daemon no CPU, since
+the rows term already backs off as stagings grow (bench/RESULTS.md, run AL).
+
+A write storm is different: once stagings have claimed at least `_STORM_ROWS` rows each, at a
+rate of at least `_STORM_ROWS_PER_MS`, for `_STORM_AFTER_S`, the pause doubles with each
 staging up to `daemon.max_linger_ms`, so that each staging's fixed cost is shared by hundreds of
 cells. A classroom's pace never gets there, nor does the catch-up after a stall: the backlog
 claimed after a stall arrived at the usual rate (it took the stall to gather), and writers that
