@@ -31,7 +31,7 @@ def _no_database() -> dict[str, str]:
         (["--web-port", "-5"], "--web-port"),
         (["--hub-port", "99999"], "--hub-port"),
         (["--duration", "-1"], "--duration"),
-        (["--duration", "0"], "--duration"),
+        (["--duration", "soon"], "--duration"),
         (["--speed", "0"], "--speed"),
         (["--speed", "-2"], "--speed"),
         (["--host", "999.1.1.1"], "--host"),
@@ -57,7 +57,7 @@ async def test_help_shows_the_defaults(tmp_path: Path) -> None:
     assert "default: hub.port of the configuration, 54321" in text
     assert "the hub and the page (default: 127.0.0.1)" in text
     assert "twice as fast; default: 1.0" in text
-    assert "stop after S seconds (default: until Ctrl-C)" in text
+    assert "stop after S seconds (0, the default: until Ctrl-C)" in text
     assert "results_realtime_demo" in text  # the database it uses on a configured server
 
 

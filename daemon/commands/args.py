@@ -31,6 +31,19 @@ def positive_number(text: str) -> float:
     return value
 
 
+def seconds_or_forever(text: str) -> float:
+    """How long a command runs: a finite number of seconds above 0, or 0 for until Ctrl-C."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds greater than 0, or 0 to run until Ctrl-C; got {text!r}"
+        )
+    return seconds
+
+
 def local_address(text: str) -> str:
     """An address of this machine to listen on: an IP address or a host name that resolves to
     one (checked by binding a free port on it, at once released)."""

@@ -7,7 +7,12 @@ import sys
 
 from rich.console import Console
 
-from daemon.commands.args import local_address, port_number, positive_number
+from daemon.commands.args import (
+    local_address,
+    port_number,
+    positive_number,
+    seconds_or_forever,
+)
 from daemon.config import load_settings
 from daemon.demo.runner import DemoOptions, run_demo
 from daemon.log import configure_logging
@@ -40,10 +45,10 @@ checks that the live matrices equal the database and logs `demo.summary`.
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--duration",
-        type=positive_number,
-        default=None,
+        type=seconds_or_forever,
+        default=0.0,
         metavar="S",
-        help="stop after S seconds (default: until Ctrl-C)",
+        help="stop after S seconds (0, the default: until Ctrl-C)",
     )
     parser.add_argument(
         "--speed",
@@ -96,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     live = not args.plain and sys.stdout.isatty() and not args.ready_json
     configure_logging(level="warning" if live else settings.daemon.log_level)
     options = DemoOptions(
-        duration_s=args.duration,
+        duration_s=args.duration or None,
         speed=args.speed,
         host=args.host,
         web_port=args.web_port,

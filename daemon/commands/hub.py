@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import signal
 
+from daemon.commands.args import port_number
 from daemon.config import database_url, load_settings
 from daemon.errors import ConfigError
 from daemon.heap import freeze_startup_heap
@@ -34,7 +35,9 @@ DESCRIPTION = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="address to listen on (default: hub.host, 127.0.0.1)")
     parser.add_argument(
-        "--port", type=int, help="port to listen on (default: hub.port, 54321; 0 = a free port)"
+        "--port",
+        type=port_number,
+        help="port to listen on (default: hub.port, 54321; 0 = a free port)",
     )
     parser.add_argument("--database-url", help="overrides DATABASE_URL / database.url")
 
@@ -49,8 +52,6 @@ def run(args: argparse.Namespace) -> int:
             f"{MIN_JWT_SECRET_LENGTH} characters; the same value the clients' tokens are signed "
             "with)"
         )
-    if args.port is not None and not 0 <= args.port <= 65535:
-        raise ConfigError(f"--port must be between 0 and 65535; got {args.port}")
     hub = Hub(
         settings.hub,
         database_url=database_url(settings, args.database_url),

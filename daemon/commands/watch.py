@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import math
 import os
 import signal
 import sys
@@ -36,6 +35,7 @@ from daemon.client.subscription import (
     SubscriptionConfig,
 )
 from daemon.client.view import fit_to_height, render_matrix
+from daemon.commands.args import seconds_or_forever
 from daemon.config import Settings, database_url, load_settings, realtime_url
 from daemon.db import create_pool
 from daemon.errors import ConfigError, DatabaseError
@@ -92,7 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--duration",
-        type=duration,
+        type=seconds_or_forever,
         default=0.0,
         metavar="SECONDS",
         help="exit after this many seconds (0: until Ctrl-C)",
@@ -100,19 +100,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--plain", action="store_true", help="no live redraw: log lines, then the final matrix"
     )
-
-
-def duration(value: str) -> float:
-    """Seconds to run: a positive, finite number, or 0 for no limit (a negative one never ends)."""
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = math.nan
-    if not (math.isfinite(seconds) and seconds >= 0):
-        raise argparse.ArgumentTypeError(
-            f"must be a number of seconds greater than 0, or 0 to run until Ctrl-C; got {value!r}"
-        )
-    return seconds
 
 
 def user_id(value: str) -> str:

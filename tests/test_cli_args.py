@@ -1,0 +1,46 @@
+"""The argparse types every command shares: the same option means the same thing everywhere."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from daemon.commands import demo, watch
+from daemon.commands.args import port_number, seconds_or_forever
+from tests.support.process import cli_env, run_cli
+
+
+@pytest.mark.parametrize("text", ["-1", "nan", "inf", "soon", ""])
+def test_a_duration_is_seconds_above_zero_or_zero(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match="or 0 to run until Ctrl-C"):
+        seconds_or_forever(text)
+    assert seconds_or_forever("0") == 0
+    assert seconds_or_forever("2.5") == 2.5
+
+
+@pytest.mark.parametrize("command", [demo, watch])
+def test_duration_zero_means_until_ctrl_c_in_demo_and_watch(command: object) -> None:
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)  # type: ignore[attr-defined]
+    [option] = [a for a in parser._actions if a.dest == "duration"]
+    assert option.type is seconds_or_forever
+    assert option.default == 0
+    assert option.help is not None
+    assert "0" in option.help
+    assert "until Ctrl-C" in option.help
+
+
+@pytest.mark.parametrize("text", ["-1", "65536", "http"])
+def test_a_port_is_0_to_65535(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        port_number(text)
+    assert port_number("0") == 0
+
+
+async def test_the_hub_refuses_a_bad_port_before_it_needs_anything_else(tmp_path: Path) -> None:
+    """No JWT secret, no database: the usage error comes first, naming the option (exit 2)."""
+    code, _, err = await run_cli(["hub", "--port", "70000"], cli_env(None, None), tmp_path)
+    assert code == 2, err
+    assert "argument --port: must be between 0 and 65535" in err
