@@ -141,18 +141,22 @@ async def test_flag_flipped_in_the_database_is_noticed(
     assert body["enabled"] is False
 
 
-async def test_a_rolled_back_truncate_of_the_state_table_does_not_silence_the_triggers(
+DIVERGE_COPY = "select setval('results_realtime.runtime_flags', 0)"  # off, the row says on
+
+
+async def test_a_copy_of_the_flags_set_off_by_hand_does_not_silence_the_triggers(
     database_url: str, db: asyncpg.Connection, capture_server: CaptureServer
 ) -> None:
-    # The truncate's trigger sets the triggers' copy of the flags to 0 (off) at once, and a
-    # sequence keeps that through the rollback. The idle daemon compares the copy with the row at
-    # its next quiet poll and rewrites the row, and with it the copy.
+    # The triggers' copy of the flags is a sequence: a setval by hand (as a rolled-back truncate
+    # of the state table did before 0014) turns every trigger off while the row says on. The idle
+    # daemon compares the copy with the row at its next quiet poll and rewrites the row, and with
+    # it the copy.
     school = await seed_school(db)
     copy = "select pg_sequence_last_value('results_realtime.runtime_flags')"
     with capture_logs() as logs:
         async with running(database_url, fast_settings(capture_server.url)):
             await _idle_polls(db, count=1)  # past its start, which rewrites the row anyway
-            await db.execute("begin; truncate results_realtime.runtime_state; rollback;")
+            await db.execute(DIVERGE_COPY)
             assert await db.fetchval("select enabled from results_realtime.runtime_state")
             # the copy is 0 (off) now, until the daemon repairs it: see its event below
 
@@ -236,7 +240,7 @@ async def test_the_flags_copy_is_repaired_while_a_writer_transaction_stays_open(
                 await writer.execute("begin")
                 await submit_text(writer, "a-text", school.pupils[0], "left open")
                 await _idle_polls(db, count=2)  # it has seen the open writer
-                await db.execute("begin; truncate results_realtime.runtime_state; rollback;")
+                await db.execute(DIVERGE_COPY)
 
                 async def copy_says_on() -> bool:
                     return bool(await db.fetchval(copy) & 1)

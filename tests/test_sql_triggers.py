@@ -356,9 +356,23 @@ async def test_mirroring_the_flag_repairs_the_triggers_copy(school: School, stor
 
 
 async def test_an_emptied_state_table_means_disabled(school: School) -> None:
-    await school.conn.execute("truncate results_realtime.runtime_state")
+    await school.conn.execute("delete from results_realtime.runtime_state")
     await school.submit("A1", school.p1, {"text": "no state row"})
     assert await school.outbox() == []
+
+
+async def test_the_state_table_cannot_be_truncated(school: School) -> None:
+    """A truncate could not be mirrored at its commit: rolled back, it still silenced every
+    trigger until the daemon noticed. It is refused, and says how to turn realtime off."""
+    copy = "select pg_sequence_last_value('results_realtime.runtime_flags')"
+    before = await school.conn.fetchval(copy)
+    with pytest.raises(asyncpg.FeatureNotSupportedError) as refused:
+        await school.conn.execute("truncate results_realtime.runtime_state")
+    assert "cannot be truncated" in str(refused.value)
+    assert "set enabled = false" in (refused.value.hint or "")
+    assert await school.conn.fetchval(copy) == before
+    await school.submit("A1", school.p1, {"text": "still recorded"})
+    assert await school.outbox() == [("A1", school.p1, "insert", "pupil")]
 
 
 async def test_writers_without_table_privileges_still_record(

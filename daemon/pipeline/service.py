@@ -561,9 +561,10 @@ class PipelineService:
     async def _check_flags(self, conn: asyncpg.Connection) -> None:
         """Notice someone else flipping the flag, and a copy of the flags the triggers misread.
 
-        The triggers read a copy of the state row's flags (migration 0011) that a rolled-back
-        TRUNCATE of the row's table leaves at 0: every change would go unrecorded. Rewriting the
-        row rewrites the copy.
+        The triggers read a copy of the state row's flags (migration 0011) kept in a sequence,
+        which anyone allowed to can `setval`, and which a rolled-back TRUNCATE of the row's table
+        left at 0 before 0014 refused the truncate: every change would go unrecorded. Rewriting
+        the row rewrites the copy.
         """
         flags = await self.store.flags_state(conn=conn)
         if not flags.copy_in_line:
