@@ -155,7 +155,7 @@ async def test_a_copy_of_the_flags_set_off_by_hand_does_not_silence_the_triggers
     copy = "select pg_sequence_last_value('results_realtime.runtime_flags')"
     with capture_logs() as logs:
         async with running(database_url, fast_settings(capture_server.url)):
-            await _idle_polls(db, count=1)  # past its start, which rewrites the row anyway
+            await _armed_and_idle(db)  # from now on only a repair writes the row
             await db.execute(DIVERGE_COPY)
             assert await db.fetchval("select enabled from results_realtime.runtime_state")
             # the copy is 0 (off) now, until the daemon repairs it: see its event below
@@ -236,7 +236,7 @@ async def test_the_flags_copy_is_repaired_while_a_writer_transaction_stays_open(
     try:
         with capture_logs() as logs:
             async with running(database_url, settings):
-                await _idle_polls(db, count=1)
+                await _armed_and_idle(db)
                 await writer.execute("begin")
                 await submit_text(writer, "a-text", school.pupils[0], "left open")
                 await _idle_polls(db, count=2)  # it has seen the open writer
@@ -272,6 +272,23 @@ async def _waiting_for_the_bell(db: asyncpg.Connection) -> None:
         interval_s=0.001,
         what="the daemon waiting for its doorbell",
     )
+
+
+async def _armed_and_idle(db: asyncpg.Connection) -> None:
+    """Until the daemon has drained what the seed left and armed the doorbell, the copy of the
+    flags in line: an idle daemon writes the state row no more (a busy one arms it again when it
+    goes idle, which rewrites the copy too), and two idle polls have passed."""
+
+    async def armed() -> bool:
+        row = await db.fetchrow(
+            "select doorbell_armed, pg_sequence_last_value('results_realtime.runtime_flags')"
+            " as copy, not exists (select from results_realtime.outbox) as drained"
+            " from results_realtime.runtime_state"
+        )
+        return row is not None and row["doorbell_armed"] and row["drained"] and row["copy"] == 3
+
+    await eventually(armed, what="the doorbell armed by the idle daemon")
+    await _idle_polls(db, count=2)
 
 
 async def _idle_polls(db: asyncpg.Connection, *, count: int) -> None:
