@@ -10,7 +10,15 @@ import asyncpg
 import pytest
 
 from daemon.demo.seed import School, seed
-from daemon.demo.web import PageGroup, PageSettings, bind, build_app, start_web
+from daemon.demo.web import (
+    ASSETS_ENV,
+    PageGroup,
+    PageSettings,
+    bind,
+    build_app,
+    how_to_build,
+    start_web,
+)
 from daemon.errors import PortInUseError
 from daemon.tokens import mint_token
 from tests.fixtures.client import LESSON
@@ -113,3 +121,62 @@ def test_a_taken_port_is_reported_clearly() -> None:
             bind("127.0.0.1", port, what="demo web page")
     finally:
         first.close()
+
+
+def test_a_missing_page_is_explained_for_a_checkout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(ASSETS_ENV, raising=False)
+    (tmp_path / "package.json").write_text("{}")  # clients/js of a checkout
+    assert how_to_build(tmp_path / "dist") == (
+        f"run `make install-js` (npm run build in {tmp_path}) to build it"
+    )
+
+
+def test_a_missing_page_is_explained_for_an_installed_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wheel carries no page: `make install-js` means nothing where there is no checkout."""
+    monkeypatch.delenv(ASSETS_ENV, raising=False)
+    hint = how_to_build(tmp_path / "clients" / "js" / "dist")
+    assert hint.startswith("this installation has no demo page: run the demo from a checkout")
+    assert ASSETS_ENV in hint
+
+
+def test_a_missing_page_is_explained_for_the_assets_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ASSETS_ENV, str(tmp_path))
+    assert how_to_build(tmp_path).startswith(f"{ASSETS_ENV}={tmp_path} holds no built page")
+
+
+async def test_the_page_itself_says_what_is_missing(
+    database_url: str, jwt_secret: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(ASSETS_ENV, raising=False)
+    settings = PageSettings(
+        supabase_url="http://127.0.0.1:1",
+        anon_key="anon",
+        jwt_secret=jwt_secret,
+        lesson_id=LESSON,
+        title="Photosynthesis",
+        groups=(),
+        names={},
+        enabled=True,
+        poll_interval_s=5,
+    )
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    sock = bind("127.0.0.1", 0, what="test page")
+    runner = await start_web(build_app(pool, settings, tmp_path / "dist"), sock)
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{sock.getsockname()[1]}/") as response,
+        ):
+            assert response.status == 503
+            text = await response.text()
+    finally:
+        await runner.cleanup()
+        await pool.close()
+    assert text.startswith("The demo page is not built: this installation has no demo page")
+    assert text.endswith("The terminal view works without it.")

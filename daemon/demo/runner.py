@@ -40,7 +40,15 @@ from daemon.demo.hint import watch_command, write_token
 from daemon.demo.owndb import own_database
 from daemon.demo.seed import School, demo_school, seed
 from daemon.demo.simulate import plan_lesson, simulate
-from daemon.demo.web import PageGroup, PageSettings, assets_dir, assets_ready, bind, build_app
+from daemon.demo.web import (
+    PageGroup,
+    PageSettings,
+    assets_dir,
+    assets_ready,
+    bind,
+    build_app,
+    how_to_build,
+)
 from daemon.demo.web import start_web as start_web_app
 from daemon.errors import DatabaseError
 from daemon.hub import run_hub
@@ -213,7 +221,7 @@ async def demo_stack(settings: Settings, options: DemoOptions) -> AsyncIterator[
                     log.warning(
                         "demo.page_not_built",
                         assets=str(assets),
-                        fix="run `make install-js` to build the page; the terminal view works",
+                        fix=f"{how_to_build(assets)}; the terminal view works without it",
                     )
                 port = web_sock.getsockname()[1]
                 runner = await start_web_app(build_app(pool, page, assets), web_sock)

@@ -48,6 +48,23 @@ def assets_ready(root: Path) -> bool:
     return all((root / name).is_file() for name, _ in _FILES.values())
 
 
+def how_to_build(root: Path) -> str:
+    """What makes the page appear: in a checkout, building it; an installed package carries no
+    page (it is bundled by npm from clients/js), so it is pointed at one built elsewhere."""
+    checkout = root.parent / "package.json"
+    if os.environ.get(ASSETS_ENV):
+        return (
+            f"{ASSETS_ENV}={root} holds no built page (index.html, page.css, demo-page.js): "
+            "point it at clients/js/dist of a checkout after `make install-js`"
+        )
+    if checkout.is_file():
+        return f"run `make install-js` (npm run build in {checkout.parent}) to build it"
+    return (
+        "this installation has no demo page: run the demo from a checkout (`make demo`), or set "
+        f"{ASSETS_ENV} to clients/js/dist of a checkout after `make install-js`"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class PageGroup:
     group_id: str
@@ -91,7 +108,8 @@ async def _asset(request: web.Request) -> web.StreamResponse:
     if not path.is_file():
         return web.Response(
             status=503,
-            text="The demo page is not built: run `make install-js` (npm run build in clients/js).",
+            text=f"The demo page is not built: {how_to_build(request.app[_ASSETS])}. "
+            "The terminal view works without it.",
         )
     return web.FileResponse(
         path, headers={"content-type": content_type, "cache-control": "no-store"}
