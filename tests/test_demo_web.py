@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import aiohttp
@@ -37,22 +38,36 @@ async def web(
         g.id: mint_token(jwt_secret, role="authenticated", sub=small_school.teacher_of(g.id).id)
         for g in small_school.groups
     }
-    settings = PageSettings(
+    groups = tuple(PageGroup(g.id, g.name, tokens[g.id]) for g in small_school.groups)
+    settings = _page_settings(jwt_secret, groups, small_school.names)
+    async with _serving(database_url, settings, tmp_path) as base:
+        yield base, small_school
+
+
+def _page_settings(
+    jwt_secret: str, groups: tuple[PageGroup, ...] = (), names: Mapping[str, str] | None = None
+) -> PageSettings:
+    return PageSettings(
         supabase_url="http://127.0.0.1:1",
         anon_key="anon",
         jwt_secret=jwt_secret,
         lesson_id=LESSON,
         title="Photosynthesis",
-        groups=tuple(PageGroup(g.id, g.name, tokens[g.id]) for g in small_school.groups),
-        names=small_school.names,
+        groups=groups,
+        names=dict(names or {}),
         enabled=True,
         poll_interval_s=5,
     )
+
+
+@contextlib.asynccontextmanager
+async def _serving(database_url: str, settings: PageSettings, assets: Path) -> AsyncIterator[str]:
+    """The page server on a free port; its base URL."""
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
     sock = bind("127.0.0.1", 0, what="test page")
-    runner = await start_web(build_app(pool, settings, tmp_path), sock)
+    runner = await start_web(build_app(pool, settings, assets), sock)
     try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}", small_school
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
         await runner.cleanup()
         await pool.close()
@@ -154,29 +169,12 @@ async def test_the_page_itself_says_what_is_missing(
     database_url: str, jwt_secret: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(ASSETS_ENV, raising=False)
-    settings = PageSettings(
-        supabase_url="http://127.0.0.1:1",
-        anon_key="anon",
-        jwt_secret=jwt_secret,
-        lesson_id=LESSON,
-        title="Photosynthesis",
-        groups=(),
-        names={},
-        enabled=True,
-        poll_interval_s=5,
-    )
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
-    sock = bind("127.0.0.1", 0, what="test page")
-    runner = await start_web(build_app(pool, settings, tmp_path / "dist"), sock)
-    try:
-        async with (
-            aiohttp.ClientSession() as http,
-            http.get(f"http://127.0.0.1:{sock.getsockname()[1]}/") as response,
-        ):
-            assert response.status == 503
-            text = await response.text()
-    finally:
-        await runner.cleanup()
-        await pool.close()
+    async with (
+        _serving(database_url, _page_settings(jwt_secret), tmp_path / "dist") as base,
+        aiohttp.ClientSession() as http,
+        http.get(f"{base}/") as response,
+    ):
+        assert response.status == 503
+        text = await response.text()
     assert text.startswith("The demo page is not built: this installation has no demo page")
     assert text.endswith("The terminal view works without it.")
