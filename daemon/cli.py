@@ -40,7 +40,8 @@ SUBCOMMANDS: dict[str, str] = {
 EPILOG = """\
 configuration: config.toml (or --config / RESULTS_REALTIME_CONFIG), overridden by environment
 variables: DATABASE_URL, SUPABASE_URL, SUPABASE_SERVICE_ROLE_KEY, SUPABASE_JWT_SECRET,
-RESULTS_REALTIME_ENABLED, and RESULTS_REALTIME_<SECTION>_<KEY> for every other key.
+RESULTS_REALTIME_ENABLED, and RESULTS_REALTIME_<SECTION>_<KEY> for every other key; an option
+that names a setting (--database-url, --health-port, ...) overrides both.
 
 exit codes: 0 ok, 1 unexpected error, 2 bad usage or configuration, 3 database problem,
 4 Realtime problem, 5 port in use, 130 interrupted.

@@ -1,8 +1,9 @@
 """Settings: `config.toml` for what is not secret, environment variables for secrets and overrides.
 
 Every key has an environment twin, `RESULTS_REALTIME_<SECTION>_<KEY>`; a few well-known keys use the
-names Supabase tooling already uses (`DATABASE_URL`, `SUPABASE_URL`, ...). Precedence: built-in
-default < config file < environment. Errors name the key, its source and what is expected.
+names Supabase tooling already uses (`DATABASE_URL`, `SUPABASE_URL`, ...). A few keys also have a
+command-line option (`--database-url`, `--health-port`, ...). Precedence: built-in default < config
+file < environment < option. Errors name the key, its source and what is expected.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -239,8 +241,25 @@ def _unknown_env(env: Mapping[str, str]) -> list[str]:
     return problems
 
 
-def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
-    """Merge defaults, the TOML file and the environment into validated, frozen Settings."""
+@dataclass(frozen=True)
+class Override:
+    """A key set by a command-line option: the top layer, validated with the rest, so a bad
+    value is reported like a bad file or environment value, naming the option."""
+
+    option: str  # e.g. "--database-url"
+    value: object
+
+
+Overrides = Mapping[tuple[str, str], Override]
+
+
+def load_settings(
+    path: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Overrides | None = None,
+) -> Settings:
+    """Merge defaults, the TOML file, the environment and the options into validated, frozen
+    Settings."""
     env = os.environ if env is None else env
     path = config_path(path, env)
     raw: dict[str, Any] = _read_file(path) if path else {}
@@ -275,6 +294,11 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
             if name in env and env[name] != "":
                 raw.setdefault(section, {})[key] = env[name]
                 sources[(section, key)] = f"environment variable {name}"
+    for (section, key), override in (overrides or {}).items():
+        if section not in sections or key not in sections[section].model_fields:
+            raise TypeError(f"option {override.option} names no setting: {section}.{key}")
+        raw.setdefault(section, {})[key] = override.value
+        sources[(section, key)] = override.option
     if problems:  # before validation: a secret from a file must never be used, even to fail
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
     try:
@@ -336,37 +360,6 @@ def _shown(key: tuple[str, ...], value: Any) -> Any:
     if key == ("database", "url") and isinstance(value, str):
         return redact_dsn(value)
     return value
-
-
-def database_url(settings: Settings, override: str | None) -> str | None:
-    """The DSN a command uses: --database-url (validated like database.url) or the setting."""
-    if not override:
-        return settings.database.url
-    problem = dsn_problem(override)
-    if problem:
-        raise ConfigError(f"--database-url: {problem}; got {redact_dsn(override)!r}")
-    return override
-
-
-def with_database_url(settings: Settings, override: str | None) -> Settings:
-    """The settings with --database-url in database.url, so that what is shown (check, the
-    started log) is what is used."""
-    dsn = database_url(settings, override)
-    if not override:
-        return settings
-    return settings.model_copy(
-        update={"database": settings.database.model_copy(update={"url": dsn})}
-    )
-
-
-def realtime_url(settings: Settings, override: str | None, option: str = "--url") -> str:
-    """The Supabase URL a command uses: its option (validated like SUPABASE_URL) or the setting."""
-    if not override:
-        return settings.realtime.url
-    problem = http_url_problem(override)
-    if problem:
-        raise ConfigError(f"{option}: {problem}; got {override!r}")
-    return override
 
 
 def dsn_problem(dsn: str) -> str | None:

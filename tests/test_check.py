@@ -177,7 +177,7 @@ async def test_every_command_validates_its_database_url_option_before_connecting
     bad = "host=db dbname=app password=hunter2opt"
     code, out, err = await run_cli([*command, "--database-url", bad], env, tmp_path)
     assert code == 2, err
-    assert "--database-url: a libpq keyword/value string" in err
+    assert "database.url (from --database-url): a libpq keyword/value string" in err
     assert "hunter2opt" not in out + err
 
 

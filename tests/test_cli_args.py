@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from daemon.cli import build_parser, parse
 from daemon.commands import demo, watch
-from daemon.commands.args import port_number, seconds_or_forever
+from daemon.commands.args import port_number, seconds_or_forever, setting_options_given
+from daemon.config import Override
 from tests.support.process import cli_env, run_cli
 
 
@@ -44,3 +46,33 @@ async def test_the_hub_refuses_a_bad_port_before_it_needs_anything_else(tmp_path
     code, _, err = await run_cli(["hub", "--port", "70000"], cli_env(None, None), tmp_path)
     assert code == 2, err
     assert "argument --port: must be between 0 and 65535" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            ["run", "--database-url", "postgresql://db/app", "--health-port", "0"],
+            {
+                ("database", "url"): Override("--database-url", "postgresql://db/app"),
+                ("daemon", "health_port"): Override("--health-port", 0),
+            },
+        ),
+        (["run", "--database-url", ""], {}),
+        (["check"], {}),
+        (
+            ["hub", "--host", "::1", "--port", "9"],
+            {("hub", "host"): Override("--host", "::1"), ("hub", "port"): Override("--port", 9)},
+        ),
+        (["watch", "--group", "g", "--lesson", "l", "--url", "http://x"],
+         {("realtime", "url"): Override("--url", "http://x")}),
+        (["demo", "--hub-port", "0"], {("hub", "port"): Override("--hub-port", 0)}),
+        (["migrate", "--database-url", "postgresql:///x"],
+         {("database", "url"): Override("--database-url", "postgresql:///x")}),
+    ],
+)  # fmt: skip
+def test_options_that_name_a_setting_are_the_top_layer_of_that_command(
+    argv: list[str], expected: dict[tuple[str, str], Override]
+) -> None:
+    """0 is given (the health endpoint off), an empty value is not; each command has its own."""
+    assert setting_options_given(parse(build_parser(), argv)) == expected

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import database_url, known_env_names, load_settings, redact_dsn, redacted
+from daemon.config import Override, known_env_names, load_settings, redact_dsn, redacted
 from daemon.errors import ConfigError
 
 
@@ -167,12 +167,32 @@ def test_database_urls_asyncpg_accepts_pass(value: str) -> None:
     assert load_settings(None, {"DATABASE_URL": value}).database.url == value
 
 
-def test_database_url_override_is_validated_too() -> None:
-    settings = load_settings(None, {})
-    with pytest.raises(ConfigError, match=r"--database-url: port '0'") as info:
-        database_url(settings, "postgresql://app:pw123@db:0/app")
+def _option(value: str) -> dict[tuple[str, str], Override]:
+    return {("database", "url"): Override("--database-url", value)}
+
+
+def test_an_option_beats_the_environment_and_is_validated_like_it() -> None:
+    env = {"DATABASE_URL": "postgresql://env/app"}
+    assert load_settings(None, env, _option("postgresql://db/app")).database.url == (
+        "postgresql://db/app"
+    )
+    bad = _option("postgresql://app:pw123@db:0/app")
+    with pytest.raises(ConfigError, match=r"database.url \(from --database-url\): port '0'") as info:
+        load_settings(None, env, bad)
     assert "pw123" not in str(info.value)
-    assert database_url(settings, "postgresql://db/app") == "postgresql://db/app"
+
+
+def test_an_environment_value_an_option_replaces_is_never_used() -> None:
+    """A bad DATABASE_URL does not stop a command told which database to use."""
+    env = {"DATABASE_URL": "host=db dbname=app"}
+    assert load_settings(None, env, _option("postgresql://db/app")).database.url == (
+        "postgresql://db/app"
+    )
+
+
+def test_an_option_for_a_key_that_does_not_exist_is_a_programming_error() -> None:
+    with pytest.raises(TypeError, match="--nope names no setting: daemon.nope"):
+        load_settings(None, {}, {("daemon", "nope"): Override("--nope", 1)})
 
 
 @pytest.mark.parametrize(
@@ -265,7 +285,7 @@ def _dsn_errors(dsn: str) -> list[ConfigError]:
         load_settings(None, {"DATABASE_URL": dsn})
     errors.append(info.value)
     with pytest.raises(ConfigError) as info:
-        database_url(load_settings(None, {}), dsn)
+        load_settings(None, {}, _option(dsn))
     errors.append(info.value)
     return errors
 

@@ -327,7 +327,7 @@ async def test_watch_rejects_a_url_that_is_not_http_with_exit_2(url: str, expect
     )  # fmt: skip
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2, err.decode()
-    assert "--url: " in err.decode()
+    assert "realtime.url (from --url): " in err.decode()
     assert expected in err.decode()
     assert "expected an http:// or https:// URL" in err.decode()
     assert f"got {url!r}" in err.decode()

@@ -10,14 +10,8 @@ from typing import Any
 
 import aiohttp
 
-from daemon.config import (
-    CONFIG_ENV,
-    Settings,
-    config_path,
-    load_settings,
-    redacted,
-    with_database_url,
-)
+from daemon.commands.args import add_setting_option, setting_options_given, settings_for
+from daemon.config import CONFIG_ENV, Settings, config_path, redacted
 from daemon.db import connect, reached, where
 from daemon.errors import PublishError, describe
 from daemon.log import configure_logging
@@ -53,13 +47,18 @@ Exit codes: 0 all good (warnings included), 1 unexpected error, 2 configuration,
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--database-url", help="overrides DATABASE_URL / database.url")
+    add_setting_option(
+        parser,
+        "--database-url",
+        ("database", "url"),
+        help="overrides DATABASE_URL / database.url",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = with_database_url(load_settings(args.config), args.database_url)
+    settings = settings_for(args)
     configure_logging(level="warning")
-    options = {("database", "url"): "--database-url"} if args.database_url else {}
+    options = {key: override.option for key, override in setting_options_given(args).items()}
     print_config(redacted(settings), options)
     dsn = settings.database.url
     credential = ServiceRoleCredential(settings.realtime)

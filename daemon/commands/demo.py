@@ -8,12 +8,13 @@ import sys
 from rich.console import Console
 
 from daemon.commands.args import (
+    add_setting_option,
     local_address,
     port_number,
     positive_number,
     seconds_or_forever,
+    settings_for,
 )
-from daemon.config import load_settings
 from daemon.demo.runner import DemoOptions, run_demo
 from daemon.log import configure_logging
 from daemon.signals import GracefulStop, run_interruptibly
@@ -63,8 +64,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="the page's port (0: any free; default: %(default)s)",
     )
-    parser.add_argument(
+    add_setting_option(
+        parser,
         "--hub-port",
+        ("hub", "port"),
         type=port_number,
         default=None,
         metavar="N",
@@ -97,7 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
+    settings = settings_for(args)
     live = not args.plain and sys.stdout.isatty() and not args.ready_json
     configure_logging(level="warning" if live else settings.daemon.log_level)
     options = DemoOptions(
@@ -105,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         speed=args.speed,
         host=args.host,
         web_port=args.web_port,
-        hub_port=settings.hub.port if args.hub_port is None else args.hub_port,
+        hub_port=settings.hub.port,
         simulate=not args.no_simulate,
         live=live,
         ready_json=args.ready_json,

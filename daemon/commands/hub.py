@@ -7,8 +7,7 @@ import asyncio
 import contextlib
 import signal
 
-from daemon.commands.args import port_number
-from daemon.config import database_url, load_settings
+from daemon.commands.args import add_setting_option, port_number, settings_for
 from daemon.errors import ConfigError
 from daemon.heap import freeze_startup_heap
 from daemon.hub import Hub
@@ -33,17 +32,29 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", help="address to listen on (default: hub.host, 127.0.0.1)")
-    parser.add_argument(
+    add_setting_option(
+        parser,
+        "--host",
+        ("hub", "host"),
+        help="address to listen on (default: hub.host, 127.0.0.1)",
+    )
+    add_setting_option(
+        parser,
         "--port",
+        ("hub", "port"),
         type=port_number,
         help="port to listen on (default: hub.port, 54321; 0 = a free port)",
     )
-    parser.add_argument("--database-url", help="overrides DATABASE_URL / database.url")
+    add_setting_option(
+        parser,
+        "--database-url",
+        ("database", "url"),
+        help="overrides DATABASE_URL / database.url",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
+    settings = settings_for(args)
     configure_logging(level=settings.daemon.log_level)
     secret = settings.realtime.jwt_secret
     if not secret:
@@ -54,10 +65,8 @@ def run(args: argparse.Namespace) -> int:
         )
     hub = Hub(
         settings.hub,
-        database_url=database_url(settings, args.database_url),
+        database_url=settings.database.url,
         jwt_secret=secret,
-        host=args.host,
-        port=args.port,
     )
     asyncio.run(_serve(hub))
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from daemon.config import database_url, load_settings
+from daemon.commands.args import add_setting_option, settings_for
 from daemon.db import connect
 from daemon.log import configure_logging
 from daemon.migrate import migrate
@@ -21,13 +21,18 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--database-url", help="overrides DATABASE_URL / database.url")
+    add_setting_option(
+        parser,
+        "--database-url",
+        ("database", "url"),
+        help="overrides DATABASE_URL / database.url",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
+    settings = settings_for(args)
     configure_logging(level=settings.daemon.log_level)
-    dsn = database_url(settings, args.database_url)
+    dsn = settings.database.url
 
     async def _go() -> None:
         conn = await connect(

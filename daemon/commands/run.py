@@ -6,9 +6,14 @@ import argparse
 import asyncio
 import signal
 
-from daemon.config import Settings, load_settings, with_database_url
+from daemon.commands.args import (
+    add_setting_option,
+    port_number,
+    setting_options_given,
+    settings_for,
+)
+from daemon.config import Settings
 from daemon.db import connect
-from daemon.errors import ConfigError
 from daemon.heap import freeze_startup_heap
 from daemon.log import configure_logging, get_logger
 from daemon.pipeline.credentials import require_credential
@@ -55,37 +60,33 @@ publish.dead_lettered.
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--database-url", help="overrides DATABASE_URL / database.url")
-    parser.add_argument(
+    add_setting_option(
+        parser,
+        "--database-url",
+        ("database", "url"),
+        help="overrides DATABASE_URL / database.url",
+    )
+    add_setting_option(
+        parser,
         "--health-port",
-        type=int,
+        ("daemon", "health_port"),
+        type=port_number,
         metavar="N",
         help="port of /healthz and /metrics (env RESULTS_REALTIME_DAEMON_HEALTH_PORT; "
         "0 turns the endpoint off)",
     )
 
 
-def effective_settings(args: argparse.Namespace) -> Settings:
-    settings = with_database_url(load_settings(args.config), args.database_url)
-    if args.health_port is not None:
-        if not 0 <= args.health_port <= 65535:
-            raise ConfigError(f"--health-port must be 0..65535 (0 = off); got {args.health_port}")
-        daemon = settings.daemon.model_copy(update={"health_port": args.health_port})
-        settings = settings.model_copy(update={"daemon": daemon})
-    return settings
-
-
 def options_used(args: argparse.Namespace) -> dict[str, str]:
     """The keys set by a command-line option (daemon.started names them: no other source)."""
-    used = {"database.url": args.database_url, "daemon.health_port": args.health_port}
-    return {key: OPTIONS[key] for key, value in used.items() if value not in (None, "")}
-
-
-OPTIONS = {"database.url": "--database-url", "daemon.health_port": "--health-port"}
+    return {
+        f"{section}.{key}": override.option
+        for (section, key), override in setting_options_given(args).items()
+    }
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = effective_settings(args)
+    settings = settings_for(args)
     dsn = settings.database.url
     if settings.realtime.enabled:  # a configuration error fails before the first log line
         require_credential(settings.realtime)

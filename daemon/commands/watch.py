@@ -35,8 +35,8 @@ from daemon.client.subscription import (
     SubscriptionConfig,
 )
 from daemon.client.view import fit_to_height, render_matrix
-from daemon.commands.args import seconds_or_forever
-from daemon.config import Settings, database_url, load_settings, realtime_url
+from daemon.commands.args import add_setting_option, seconds_or_forever, settings_for
+from daemon.config import Settings
 from daemon.db import create_pool
 from daemon.errors import ConfigError, DatabaseError
 from daemon.log import configure_logging, get_logger
@@ -83,10 +83,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="UUID",
         help="mint a token for this teacher's user id (auth.users.id) from SUPABASE_JWT_SECRET",
     )
-    parser.add_argument(
-        "--database-url", help="PostgreSQL DSN for refetches (default: DATABASE_URL)"
+    add_setting_option(
+        parser,
+        "--database-url",
+        ("database", "url"),
+        help="PostgreSQL DSN for refetches (default: DATABASE_URL / database.url)",
     )
-    parser.add_argument("--url", help="Supabase URL (default: SUPABASE_URL / realtime.url)")
+    add_setting_option(
+        parser,
+        "--url",
+        ("realtime", "url"),
+        help="Supabase URL (default: SUPABASE_URL / realtime.url)",
+    )
     parser.add_argument(
         "--apikey", help=f"the project's anon key (default: ${APIKEY_ENV}, else the token)"
     )
@@ -140,10 +148,9 @@ def resolve_token(
 
 
 def build_target(args: argparse.Namespace, settings: Settings) -> WatchTarget:
-    url = realtime_url(settings, args.url)  # before the token: a usage error comes first
     token, claims = resolve_token(settings, token=args.token, teacher=args.teacher)
     config = SubscriptionConfig(
-        realtime_url=url,
+        realtime_url=settings.realtime.url,
         access_token=token,
         apikey=args.apikey or os.environ.get(APIKEY_ENV) or None,
         group_id=args.group,
@@ -152,7 +159,7 @@ def build_target(args: argparse.Namespace, settings: Settings) -> WatchTarget:
         poll_interval_s=settings.client.poll_interval_s,
         rejoin_max_backoff_s=settings.client.rejoin_max_backoff_s,
     )
-    return WatchTarget(config, claims, database_url(settings, args.database_url))
+    return WatchTarget(config, claims, settings.database.url)
 
 
 @contextlib.asynccontextmanager
@@ -281,7 +288,7 @@ async def _run_for(
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
+    settings = settings_for(args)
     live = not args.plain and sys.stdout.isatty()
     configure_logging(level="warning" if live else settings.daemon.log_level)
     target = build_target(args, settings)
