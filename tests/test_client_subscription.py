@@ -12,7 +12,12 @@ import asyncpg
 import pytest
 
 from daemon.client.matrix import Matrix, channel_name
-from daemon.client.refetch import DatabaseRefetcher, claims_from_token
+from daemon.client.refetch import (
+    AssignmentNotFoundError,
+    DatabaseRefetcher,
+    RefetchDeniedError,
+    claims_from_token,
+)
 from daemon.client.subscription import (
     ClientStatus,
     ConnectDeniedError,
@@ -345,16 +350,12 @@ async def test_a_group_id_with_a_colon_is_polled_it_has_no_channel(
 ) -> None:
     """sql/migrations/0012: the daemon publishes no channel for it, and the one the client would
     name reads as another group's."""
-    sub = results_stack.subscribe("grp-7a:x", teacher_of=G)
+    sub = _teacher_subscription(results_stack, "grp-7a:x")
     assert sub.status.connection == "polling"
-    await eventually(
-        lambda: (
-            sub.status.refetches_done + sub.status.refetching > 0
-            or sub.status.last_error is not None
-        ),
-        deadline_s=WITHIN,
-        what="a first read",
-    )
+    with pytest.raises(RefetchDeniedError):  # nobody teaches that group: its first read ends it
+        await asyncio.wait_for(sub.run(), WITHIN)
+    assert sub.status.refetches_done == 1
+    assert sub.status.subscribed_count == 0
     assert await results_stack.hub.sockets() == 0
 
 
@@ -369,3 +370,80 @@ async def test_closing_unsubscribes(results_stack: ResultsStack) -> None:
         return await results_stack.hub.sockets() == 0
 
     await eventually(no_sockets, deadline_s=WITHIN, what="the hub to see the socket go")
+
+
+def _teacher_subscription(
+    stack: ResultsStack, group_id: str, *, lesson_id: str = LESSON, **options: Any
+) -> ResultsSubscription:
+    """Reads as the teacher of G; not started (the test awaits its run)."""
+    token = stack.teacher_token(G)
+    config = SubscriptionConfig(
+        realtime_url=stack.hub_url,
+        access_token=token,
+        group_id=group_id,
+        lesson_id=lesson_id,
+        poll_interval_s=0.05,
+        refetch_max_backoff_s=0.05,
+        **options,
+    )
+    claims = claims_from_token(token, secret=stack.jwt_secret)
+    return ResultsSubscription(config, DatabaseRefetcher(stack.pool, claims))
+
+
+@pytest.mark.parametrize("enabled", [True, False], ids=["live", "polling"])
+async def test_a_refetch_refused_for_good_stops_with_denied(
+    results_stack: ResultsStack, enabled: bool
+) -> None:
+    """No retry can assign the lesson: the first refusal ends run(), the join (allowed: a
+    teacher of the group) is left."""
+    sub = _teacher_subscription(results_stack, G, lesson_id="nope", enabled=enabled)
+    with pytest.raises(AssignmentNotFoundError):
+        await asyncio.wait_for(sub.run(), WITHIN)
+    assert sub.status.connection == "denied"
+    assert sub.status.last_error is not None
+    assert sub.status.last_error.startswith("refetch: lesson nope is not assigned to group")
+    assert sub.status.refetches_done == 1
+    assert sub.status.subscribed_count == (1 if enabled else 0)
+
+    async def closed() -> bool:
+        return await results_stack.hub.sockets() == 0
+
+    await eventually(closed, deadline_s=WITHIN, what="the socket closed")
+
+
+async def test_a_refetch_that_fails_in_passing_is_retried(results_stack: ResultsStack) -> None:
+    """A lock timeout is no refusal: the refetch is tried again until the lock is gone."""
+    pool = await asyncpg.create_pool(
+        results_stack.database_url, min_size=1, max_size=1, server_settings={"lock_timeout": "1"}
+    )
+    holder = await asyncpg.connect(results_stack.database_url)
+    try:
+        locked = holder.transaction()
+        await locked.start()
+        await holder.execute("lock table public.assignments in access exclusive mode")
+        token = results_stack.teacher_token(G)
+        config = SubscriptionConfig(
+            realtime_url=results_stack.hub_url,
+            access_token=token,
+            group_id=G,
+            lesson_id=LESSON,
+            enabled=False,
+            poll_interval_s=60,
+            refetch_max_backoff_s=0.05,
+        )
+        claims = claims_from_token(token, secret=results_stack.jwt_secret)
+        sub = ResultsSubscription(config, DatabaseRefetcher(pool, claims))
+        async with asyncio.TaskGroup() as tasks:
+            running = tasks.create_task(sub.run())
+            await sub.wait_until(lambda _, s: s.last_error is not None, WITHIN)
+            assert sub.status.connection == "polling"
+            await locked.rollback()
+            await sub.wait_until(lambda m, _: m.loaded, WITHIN)
+            running.cancel()
+    finally:
+        await holder.close()
+        await pool.close()
+    assert sub.status.refetches_done == 1  # one request, served by a later attempt
+    assert sub.status.last_error is not None
+    assert "lock timeout" in sub.status.last_error
+    assert sub.status.connection == "closed"

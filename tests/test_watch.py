@@ -13,16 +13,16 @@ import pytest
 from rich.console import Console, RenderableType
 
 from daemon.client import matrix
-from daemon.client.matrix import RefetchRequest, Snapshot, parse_snapshot
-from daemon.client.refetch import AssignmentNotFoundError, Claims
-from daemon.client.subscription import ClientStatus
+from daemon.client.matrix import RefetchRequest, parse_snapshot
+from daemon.client.refetch import AssignmentNotFoundError, Claims, RefetchDeniedError
+from daemon.client.subscription import ClientStatus, SubscriptionConfig
 from daemon.client.view import (
     NEEDS_MARKING_STYLE,
     fit_to_height,
     render_cell,
     render_matrix,
 )
-from daemon.commands.watch import StopOnPermanentError, WatchTarget
+from daemon.commands.watch import WatchTarget, explained
 from daemon.demo.simulate import Action
 from daemon.errors import DatabaseError
 from daemon.tokens import mint_token
@@ -387,23 +387,18 @@ async def test_watch_of_an_unmigrated_database_stops_with_exit_3_saying_migrate(
     assert "run `results-realtime migrate`" in err
 
 
-async def test_a_refetch_error_that_may_pass_is_left_to_the_subscriptions_retries() -> None:
-    class Flaky:
-        def __init__(self, error: Exception) -> None:
-            self.error = error
-
-        async def fetch(self, group_id: str, lesson_id: str, request: RefetchRequest) -> Snapshot:
-            raise self.error
-
-    target = WatchTarget(config=None, claims=Claims("authenticated", P1), database_url=None)  # type: ignore[arg-type]
-    lost = StopOnPermanentError(Flaky(DatabaseError("connection lost")), target)
-    with pytest.raises(DatabaseError):
-        await lost.fetch("g", "l", RefetchRequest("assignment", "initial"))
-    assert not lost.failed.done()
-    unassigned = StopOnPermanentError(Flaky(AssignmentNotFoundError("lesson l ...")), target)
-    with pytest.raises(AssignmentNotFoundError):
-        await unassigned.fetch("g", "l", RefetchRequest("assignment", "initial"))
-    assert "pass the --group and --lesson" in str(unassigned.failed.result())
+def test_a_refused_refetch_is_explained_with_the_options_to_change() -> None:
+    config = SubscriptionConfig(realtime_url="http://x", access_token="t", group_id="g",
+                                lesson_id="l")  # fmt: skip
+    target = WatchTarget(config=config, claims=Claims("authenticated", P1), database_url=None)
+    unassigned = explained(AssignmentNotFoundError("lesson l is not assigned to group g"), target)
+    assert str(unassigned) == (
+        "lesson l is not assigned to group g: pass the --group and --lesson of an assignment"
+    )
+    denied = explained(RefetchDeniedError("read_assignment_results refused g/l: no."), target)
+    assert f"Is {P1} a teacher of group g? Pass --teacher or --token" in str(denied)
+    assert isinstance(denied, DatabaseError)
+    assert denied.exit_code == 3
 
 
 @pytest.mark.parametrize("value", ["-1", "nan", "inf", "soon"])

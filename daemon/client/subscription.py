@@ -11,6 +11,9 @@ read it) is not retried: the status becomes "denied" and `run()` raises `JoinDen
 a socket refused with HTTP 401 (the key in the URL is invalid or expired; `ConnectDeniedError`). The
 TypeScript client does the same (clients/js/src/subscribe.ts; shared case table
 clients/js/test/fixtures/join-refusals.json).
+A refetch the database refuses for good (`PermanentRefetchError`: not a teacher of the group, no
+such assignment, no such function) also ends it, status "denied": every other refetch error is
+retried with backoff, which only suits a transient one (a lost connection).
 With realtime switched off there is no subscription: the matrix is refetched every poll interval.
 """
 
@@ -29,7 +32,7 @@ from websockets.exceptions import InvalidStatus
 
 from daemon.client import matrix
 from daemon.client.matrix import Matrix, RefetchRequest, Snapshot
-from daemon.client.refetch import Refetcher
+from daemon.client.refetch import PermanentRefetchError, Refetcher
 from daemon.errors import ResultsRealtimeError
 from daemon.log import get_logger
 
@@ -201,7 +204,7 @@ class ResultsSubscription:
         """Until cancelled. Cancelling leaves the channel and closes the socket.
 
         Raises RealtimeRefusedError (status "denied") when the join or the socket is refused
-        for good.
+        for good, and PermanentRefetchError (status "denied") when a refetch is.
         """
         self._log.info("client.started", enabled=self.config.enabled)
         try:
@@ -219,8 +222,8 @@ class ResultsSubscription:
                         else "realtime is off",
                     )
                     tasks.create_task(self._poll(), name="client.poll")
-        except* RealtimeRefusedError as refused:
-            raise refused.exceptions[0] from None
+        except* (RealtimeRefusedError, PermanentRefetchError) as refused:
+            raise refused.exceptions[0] from None  # the first: one refusal says why
         finally:
             self._tasks = None
             if self.status.connection != "denied":
@@ -321,6 +324,16 @@ class ResultsSubscription:
                     snapshot = await self._refetcher.fetch(
                         self.config.group_id, self.config.lesson_id, request
                     )
+                except PermanentRefetchError as exc:
+                    self._log.error(
+                        "client.refetch_failed",
+                        scope=request.scope,
+                        error=str(exc),
+                        error_type=type(exc).__name__,
+                        permanent=True,
+                    )
+                    self._set_status(connection="denied", last_error=f"refetch: {exc}")
+                    raise  # the finally below notifies
                 except Exception as exc:
                     delay = backoff_delay(attempt, 0.2, self.config.refetch_max_backoff_s)
                     self._log.warning(
@@ -331,6 +344,7 @@ class ResultsSubscription:
                         retry_in_s=round(delay, 3),
                     )
                     self._set_status(last_error=f"refetch: {exc}")
+                    await self._notify()  # the live view shows why it is not loaded yet
                     attempt += 1
                     await asyncio.sleep(delay)
                     continue

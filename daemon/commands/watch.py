@@ -11,20 +11,18 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 from rich.console import Console, RenderableType
 from rich.live import Live
 
-from daemon.client.matrix import Matrix, RefetchRequest, Snapshot
+from daemon.client.matrix import Matrix
 from daemon.client.refetch import (
     AssignmentNotFoundError,
     Claims,
     DatabaseRefetcher,
     PermanentRefetchError,
     RefetchDeniedError,
-    Refetcher,
     claims_from_token,
 )
 from daemon.client.subscription import (
@@ -178,34 +176,17 @@ async def refetch_pool(database_url: str | None) -> AsyncIterator[asyncpg.Pool]:
         await pool.close()
 
 
-class StopOnPermanentError:
-    """A Refetcher whose first permanent error (not a teacher, no such assignment, no such
-    function) ends watch with exit 3: the subscription retries every refetch error, which only
-    suits a transient one (a lost connection)."""
-
-    def __init__(self, inner: Refetcher, target: WatchTarget) -> None:
-        self._inner = inner
-        self._target = target
-        self.failed: asyncio.Future[DatabaseError] = asyncio.get_running_loop().create_future()
-
-    async def fetch(self, group_id: str, lesson_id: str, request: RefetchRequest) -> Snapshot:
-        try:
-            return await self._inner.fetch(group_id, lesson_id, request)
-        except PermanentRefetchError as exc:
-            if not self.failed.done():
-                self.failed.set_result(self._explained(exc))
-            raise
-
-    def _explained(self, exc: PermanentRefetchError) -> DatabaseError:
-        if isinstance(exc, AssignmentNotFoundError):
-            return DatabaseError(f"{exc}: pass the --group and --lesson of an assignment")
-        if isinstance(exc, RefetchDeniedError):
-            who = self._target.claims.sub or "the token's user"
-            return DatabaseError(
-                f"{exc} Is {who} a teacher of group {self._target.config.group_id}? Pass "
-                "--teacher or --token of one of its teachers."
-            )
-        return DatabaseError(str(exc))
+def explained(refused: PermanentRefetchError, target: WatchTarget) -> DatabaseError:
+    """A refetch refused for good (exit 3), with what to pass instead."""
+    if isinstance(refused, AssignmentNotFoundError):
+        return DatabaseError(f"{refused}: pass the --group and --lesson of an assignment")
+    if isinstance(refused, RefetchDeniedError):
+        who = target.claims.sub or "the token's user"
+        return DatabaseError(
+            f"{refused} Is {who} a teacher of group {target.config.group_id}? Pass "
+            "--teacher or --token of one of its teachers."
+        )
+    return DatabaseError(str(refused))
 
 
 async def watch(target: WatchTarget, *, duration_s: float, live: bool, console: Console) -> None:
@@ -231,12 +212,12 @@ async def watch(target: WatchTarget, *, duration_s: float, live: bool, console: 
 
 async def _watch(target: WatchTarget, *, duration_s: float, live: bool, console: Console) -> None:
     async with refetch_pool(target.database_url) as pool:
-        refetcher = StopOnPermanentError(DatabaseRefetcher(pool, target.claims), target)
+        refetcher = DatabaseRefetcher(pool, target.claims)
         title = f"results {target.config.group_id} / {target.config.lesson_id}"
         if not live:
             sub = ResultsSubscription(target.config, refetcher)
             try:
-                await _run_for(sub, duration_s, target, refetcher)
+                await _run_for(sub, duration_s, target)
             finally:
                 console.print(render_matrix(sub.matrix, sub.status, title=title))
             return
@@ -251,40 +232,34 @@ async def _watch(target: WatchTarget, *, duration_s: float, live: bool, console:
             sub = ResultsSubscription(target.config, refetcher, on_change=redraw)
             redraw(sub.matrix, sub.status)
             try:
-                await _run_for(sub, duration_s, target, refetcher)
+                await _run_for(sub, duration_s, target)
             finally:
                 redraw(sub.matrix, sub.status)
 
 
-async def _run_for(
-    sub: ResultsSubscription,
-    duration_s: float,
-    target: WatchTarget,
-    refetcher: StopOnPermanentError,
-) -> None:
-    """Runs the subscription until the duration ends (or the caller cancels), it is refused,
-    or a refetch fails for good (exit 3)."""
+async def _run_for(sub: ResultsSubscription, duration_s: float, target: WatchTarget) -> None:
+    """Runs the subscription until the duration ends (or the caller cancels), it is refused
+    (exit 4), or a refetch is refused for good (exit 3)."""
     try:
         async with asyncio.TaskGroup() as tasks:
             runner = tasks.create_task(sub.run())
-            ends: set[asyncio.Future[Any]] = {runner, refetcher.failed}
-            await asyncio.wait(
-                ends, timeout=duration_s or None, return_when=asyncio.FIRST_COMPLETED
-            )
+            await asyncio.wait({runner}, timeout=duration_s or None)
             runner.cancel()
-    except* RealtimeRefusedError as group:
+    except* PermanentRefetchError as group:
         refused = group.exceptions[0]
-        if not isinstance(refused, JoinDeniedError):
-            raise refused from None
+        assert isinstance(refused, PermanentRefetchError)
+        raise explained(refused, target) from None
+    except* RealtimeRefusedError as group:
+        denied = group.exceptions[0]
+        if not isinstance(denied, JoinDeniedError):
+            raise denied from None
         who = target.claims.sub or "the token's user"
         raise JoinDeniedError(
-            refused.channel,
-            refused.reason,
+            denied.channel,
+            denied.reason,
             hint=f"Is {who} a teacher of group {target.config.group_id}? Pass --teacher or "
             "--token of one of its teachers.",
         ) from None
-    if refetcher.failed.done():
-        raise refetcher.failed.result()
 
 
 def run(args: argparse.Namespace) -> int:
