@@ -1,10 +1,11 @@
 # results-realtime daemon: runs beside the database, logs JSON lines to stdout.
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md hatch_build.py ./
 COPY daemon ./daemon
 COPY sql ./sql
 # daemon/sql is a symlink to ../sql; the wheel build follows it, so the SQL ships in the package.
+# No clients/js here: the daemon's image carries no demo page (hatch_build.py says so and goes on).
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim

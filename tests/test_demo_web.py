@@ -151,10 +151,12 @@ def test_a_missing_page_is_explained_for_a_checkout(
 def test_a_missing_page_is_explained_for_an_installed_package(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A wheel carries no page: `make install-js` means nothing where there is no checkout."""
+    """A wheel built without npm has no page: `make install-js` means nothing where there is no
+    checkout."""
     monkeypatch.delenv(ASSETS_ENV, raising=False)
     hint = how_to_build(tmp_path / "clients" / "js" / "dist")
-    assert hint.startswith("this installation has no demo page: run the demo from a checkout")
+    assert hint.startswith("this installation has no demo page (its wheel was built where npm")
+    assert "run the demo from a checkout" in hint
     assert ASSETS_ENV in hint
 
 

@@ -38,9 +38,13 @@ _FILES = {
 
 
 def assets_dir() -> Path:
-    """clients/js/dist of this checkout, or $RESULTS_REALTIME_DEMO_ASSETS."""
+    """$RESULTS_REALTIME_DEMO_ASSETS, else the page an installed wheel carries (hatch_build.py),
+    else clients/js/dist of this checkout."""
     if os.environ.get(ASSETS_ENV):
         return Path(os.environ[ASSETS_ENV])
+    packaged = Path(__file__).resolve().parent / "page"
+    if packaged.is_dir():
+        return packaged
     return Path(__file__).resolve().parents[2] / "clients" / "js" / "dist"
 
 
@@ -49,8 +53,8 @@ def assets_ready(root: Path) -> bool:
 
 
 def how_to_build(root: Path) -> str:
-    """What makes the page appear: in a checkout, building it; an installed package carries no
-    page (it is bundled by npm from clients/js), so it is pointed at one built elsewhere."""
+    """What makes the page appear: in a checkout, building it; an installed package whose wheel
+    was built without npm carries none, so it is pointed at one built elsewhere."""
     checkout = root.parent / "package.json"
     if os.environ.get(ASSETS_ENV):
         return (
@@ -60,8 +64,9 @@ def how_to_build(root: Path) -> str:
     if checkout.is_file():
         return f"run `make install-js` (npm run build in {checkout.parent}) to build it"
     return (
-        "this installation has no demo page: run the demo from a checkout (`make demo`), or set "
-        f"{ASSETS_ENV} to clients/js/dist of a checkout after `make install-js`"
+        "this installation has no demo page (its wheel was built where npm was missing): "
+        "install a wheel built with npm on PATH, run the demo from a checkout (`make demo`), or "
+        f"set {ASSETS_ENV} to clients/js/dist of a checkout after `make install-js`"
     )
 
 
