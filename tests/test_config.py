@@ -177,7 +177,8 @@ def test_an_option_beats_the_environment_and_is_validated_like_it() -> None:
         "postgresql://db/app"
     )
     bad = _option("postgresql://app:pw123@db:0/app")
-    with pytest.raises(ConfigError, match=r"database.url \(from --database-url\): port '0'") as info:
+    expected = r"database\.url \(from --database-url\): port '0'"
+    with pytest.raises(ConfigError, match=expected) as info:
         load_settings(None, env, bad)
     assert "pw123" not in str(info.value)
 
@@ -191,7 +192,7 @@ def test_an_environment_value_an_option_replaces_is_never_used() -> None:
 
 
 def test_an_option_for_a_key_that_does_not_exist_is_a_programming_error() -> None:
-    with pytest.raises(TypeError, match="--nope names no setting: daemon.nope"):
+    with pytest.raises(TypeError, match=r"--nope names no setting: daemon\.nope"):
         load_settings(None, {}, {("daemon", "nope"): Override("--nope", 1)})
 
 
