@@ -48,8 +48,8 @@ test-js: install install-js browser
 	cd $(JS) && npm test --silent
 
 lint: install
-	$(BIN)/ruff check daemon tests bench
-	$(BIN)/ruff format --check daemon tests bench
+	$(BIN)/ruff check daemon tests bench hatch_build.py
+	$(BIN)/ruff format --check daemon tests bench hatch_build.py
 	$(BIN)/mypy
 
 bench: install install-js
