@@ -8,13 +8,18 @@ and the command exits 130 (interrupted).
 A long-running command (`demo`) that wants a polite stop once it is up passes a `GracefulStop`
 and arms it when its start-up is done: from then on the first signal only sets `requested`;
 a second one cancels, as during start-up.
+
+A service (`hub`) that exits 0 on any stop signal, as an orchestrator expects, uses
+`StopSignals` and `finishes_before` instead: a signal during start-up abandons the start, one
+after it asks for a polite stop, and a second one stops waiting for that polite stop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -37,6 +42,47 @@ class GracefulStop:
             return False
         self.requested.set()
         return True
+
+
+class StopSignals:
+    """SIGINT and SIGTERM as two events: `first` asks for a polite stop, `again` (any later
+    signal) for an end to the waiting."""
+
+    def __init__(self) -> None:
+        self.first = asyncio.Event()
+        self.again = asyncio.Event()
+
+    def received(self) -> None:
+        (self.again if self.first.is_set() else self.first).set()
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[StopSignals]:
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, self.received)
+        try:
+            yield self
+        finally:
+            for sig in STOP_SIGNALS:
+                loop.remove_signal_handler(sig)
+
+
+async def finishes_before(work: Coroutine[Any, Any, object], event: asyncio.Event) -> bool:
+    """Runs `work` unless `event` is set first, in which case `work` is cancelled (its cleanup
+    awaited) and the answer is False. An error of `work` propagates."""
+    running = asyncio.create_task(work)
+    waiting = asyncio.create_task(event.wait())
+    try:
+        await asyncio.wait({running, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting.cancel()
+    if not running.done():
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        return False
+    running.result()
+    return True
 
 
 def run_interruptibly(main: Coroutine[Any, Any, T], graceful: GracefulStop | None = None) -> T:

@@ -10,8 +10,10 @@ import signal
 import socket
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -21,6 +23,7 @@ from daemon.tokens import mint_token
 from tests.fixtures.db import PgServer
 from tests.support.process import interrupt_once_connected
 from tests.support.silent_server import silent_server
+from tests.support.waiting import eventually
 
 BIN = Path(sys.executable).parent / "results-realtime"
 
@@ -135,6 +138,67 @@ async def test_serves_then_exits_0_on_sigterm(database_url: str, jwt_secret: str
         assert gone["code"] == 1001  # what the hub sent, not the client's echo (1000)
         assert gone["closed_by"] == "hub"
     finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def _events_until(stream: asyncio.StreamReader, name: str) -> list[dict[str, Any]]:
+    """The JSON lines of the hub's log up to and including the first `name` event."""
+    events = []
+    while True:
+        line = await asyncio.wait_for(stream.readline(), 30)
+        assert line, f"the hub's log ended before {name}: {events}"
+        events.append(json.loads(line))
+        if events[-1]["event"] == name:
+            return events
+
+
+async def test_a_second_signal_ends_a_stop_that_waits_on_the_database(
+    database_url: str, jwt_secret: str
+) -> None:
+    """A join stuck behind a lock holds a database connection and its handler: the polite stop
+    waits for them, and a second SIGTERM ends that wait (exit 0)."""
+    proc = await asyncio.create_subprocess_exec(
+        str(BIN), "hub", "--port", "0",
+        env=_env(database_url, jwt_secret), stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    locker = await asyncpg.connect(database_url)
+    locked = locker.transaction()
+    try:
+        assert proc.stdout is not None
+        started = (await _events_until(proc.stdout, "hub.started"))[-1]
+        await locked.start()
+        await locker.execute("lock table realtime.messages in access exclusive mode")
+        token = mint_token(jwt_secret, role="authenticated", sub=str(uuid.uuid4()))
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(f"{started['url']}/realtime/v1/websocket?apikey={token}") as ws,
+        ):
+            await ws.send_json({
+                "topic": "realtime:assignment_results:g:l", "event": "phx_join", "ref": "1",
+                "join_ref": "1", "payload": {"config": {"private": True}, "access_token": token},
+            })  # fmt: skip
+
+            async def join_waits_on_the_lock() -> bool:
+                return bool(await locker.fetchval(
+                    "select count(*) from pg_locks where relation = 'realtime.messages'::regclass"
+                    " and not granted"
+                ))  # fmt: skip
+
+            await eventually(join_waits_on_the_lock, deadline_s=30, what="a blocked join")
+            proc.send_signal(signal.SIGTERM)
+            await _events_until(proc.stdout, "hub.stopping")
+            assert proc.returncode is None  # it cannot finish while the lock is held
+            proc.send_signal(signal.SIGTERM)
+            rest = await asyncio.wait_for(proc.stdout.read(), 15)
+            assert await asyncio.wait_for(proc.wait(), 15) == 0
+        events = [json.loads(line)["event"] for line in rest.decode().splitlines()]
+        assert "hub.stop_cut_short" in events
+        assert "hub.stopped" not in events
+    finally:
+        await locked.rollback()
+        await locker.close()
         if proc.returncode is None:
             proc.kill()
             await proc.wait()

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
 
 from daemon.commands.args import add_setting_option, port_number, settings_for
 from daemon.errors import ConfigError
 from daemon.heap import freeze_startup_heap
 from daemon.hub import Hub
 from daemon.log import configure_logging, get_logger
+from daemon.signals import StopSignals, finishes_before
 from daemon.tokens import MIN_JWT_SECRET_LENGTH
 
 log = get_logger(__name__)
@@ -26,8 +25,9 @@ DESCRIPTION = (
     "migrated (`results-realtime migrate`; else the hub refuses to start, exit code 3). "
     "SUPABASE_JWT_SECRET must have at least 32 characters (else exit code 2). Limits: [hub] in "
     "config.toml. SIGTERM/SIGINT close every socket (1001, logged as hub.socket.disconnected "
-    "code 1001 closed_by hub) and exit 0; during start-up (e.g. while the database does not "
-    "answer) they stop it at once, exit 0."
+    "code 1001 closed_by hub) and exit 0; a second signal stops waiting for that (logged as "
+    "hub.stop_cut_short), exit 0; during start-up (e.g. while the database does not answer) they "
+    "stop it at once, exit 0."
 )
 
 
@@ -73,33 +73,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(hub: Hub) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    if not await _started(hub, stop):
-        log.info("hub.start_abandoned", reason="stop requested")
-        return
-    freeze_startup_heap()
-    try:
-        await stop.wait()
-        log.info("hub.stopping")
-    finally:
-        await hub.stop()
-
-
-async def _started(hub: Hub, stop: asyncio.Event) -> bool:
-    """Start the hub unless a stop comes first (the start is then cancelled, and cleans up)."""
-    starting = asyncio.create_task(hub.start(), name="hub-start")
-    stopping = asyncio.create_task(stop.wait(), name="hub-stop-requested")
-    try:
-        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopping.cancel()
-    if not starting.done():
-        starting.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await starting
-        return False
-    starting.result()  # a start-up error propagates (a taken port, not migrated, ...)
-    return True
+    with StopSignals().installed() as signals:
+        if not await finishes_before(hub.start(), signals.first):
+            log.info("hub.start_abandoned", reason="stop requested")
+            return
+        freeze_startup_heap()
+        try:
+            await signals.first.wait()
+            log.info("hub.stopping")
+        finally:
+            if not await finishes_before(hub.stop(), signals.again):
+                log.warning(
+                    "hub.stop_cut_short",
+                    reason="a second stop signal",
+                    note="sockets and database connections still open are left to the exit",
+                )

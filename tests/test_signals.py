@@ -1,0 +1,55 @@
+"""finishes_before: the race between a service's start or stop and a stop signal."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from daemon.signals import StopSignals, finishes_before
+
+
+async def test_work_that_finishes_first_is_true() -> None:
+    async def work() -> None:
+        await asyncio.sleep(0)
+
+    assert await finishes_before(work(), asyncio.Event()) is True
+
+
+async def test_an_event_first_cancels_the_work_and_awaits_its_cleanup() -> None:
+    cleaned = asyncio.Event()
+    entered = asyncio.Event()
+    stop = asyncio.Event()
+
+    async def work() -> None:
+        entered.set()
+        try:
+            await asyncio.Event().wait()  # never set: only the cancellation ends it
+        finally:
+            cleaned.set()
+
+    async def signal_once_entered() -> None:
+        await entered.wait()
+        stop.set()
+
+    signaller = asyncio.create_task(signal_once_entered())
+    assert await finishes_before(work(), stop) is False
+    assert cleaned.is_set()
+    await signaller
+
+
+async def test_an_error_of_the_work_propagates() -> None:
+    async def work() -> None:
+        raise OSError("port taken")
+
+    with pytest.raises(OSError, match="port taken"):
+        await finishes_before(work(), asyncio.Event())
+
+
+def test_the_first_signal_asks_politely_and_any_later_one_stops_the_wait() -> None:
+    signals = StopSignals()
+    signals.received()
+    assert (signals.first.is_set(), signals.again.is_set()) == (True, False)
+    signals.received()
+    signals.received()
+    assert (signals.first.is_set(), signals.again.is_set()) == (True, True)
