@@ -365,29 +365,36 @@ async def test_closing_unsubscribes(results_stack: ResultsStack) -> None:
     assert await results_stack.hub.sockets() == 1
     await results_stack.close()
     assert sub.status.connection == "closed"
+    await _hub_sees_no_socket(results_stack)
 
+
+async def _hub_sees_no_socket(stack: ResultsStack) -> None:
     async def no_sockets() -> bool:
-        return await results_stack.hub.sockets() == 0
+        return await stack.hub.sockets() == 0
 
     await eventually(no_sockets, deadline_s=WITHIN, what="the hub to see the socket go")
 
 
 def _teacher_subscription(
-    stack: ResultsStack, group_id: str, *, lesson_id: str = LESSON, **options: Any
+    stack: ResultsStack,
+    group_id: str,
+    *,
+    lesson_id: str = LESSON,
+    pool: asyncpg.Pool | None = None,
+    **options: Any,
 ) -> ResultsSubscription:
-    """Reads as the teacher of G; not started (the test awaits its run)."""
+    """Reads as the teacher of G (through `pool`, else the stack's); not started (the test
+    awaits or runs it)."""
     token = stack.teacher_token(G)
     config = SubscriptionConfig(
         realtime_url=stack.hub_url,
         access_token=token,
         group_id=group_id,
         lesson_id=lesson_id,
-        poll_interval_s=0.05,
-        refetch_max_backoff_s=0.05,
-        **options,
+        **{"poll_interval_s": 0.05, "refetch_max_backoff_s": 0.05, **options},
     )
     claims = claims_from_token(token, secret=stack.jwt_secret)
-    return ResultsSubscription(config, DatabaseRefetcher(stack.pool, claims))
+    return ResultsSubscription(config, DatabaseRefetcher(pool or stack.pool, claims))
 
 
 @pytest.mark.parametrize("enabled", [True, False], ids=["live", "polling"])
@@ -404,11 +411,7 @@ async def test_a_refetch_refused_for_good_stops_with_denied(
     assert sub.status.last_error.startswith("refetch: lesson nope is not assigned to group")
     assert sub.status.refetches_done == 1
     assert sub.status.subscribed_count == (1 if enabled else 0)
-
-    async def closed() -> bool:
-        return await results_stack.hub.sockets() == 0
-
-    await eventually(closed, deadline_s=WITHIN, what="the socket closed")
+    await _hub_sees_no_socket(results_stack)
 
 
 async def test_a_refetch_that_fails_in_passing_is_retried(results_stack: ResultsStack) -> None:
@@ -421,18 +424,7 @@ async def test_a_refetch_that_fails_in_passing_is_retried(results_stack: Results
         locked = holder.transaction()
         await locked.start()
         await holder.execute("lock table public.assignments in access exclusive mode")
-        token = results_stack.teacher_token(G)
-        config = SubscriptionConfig(
-            realtime_url=results_stack.hub_url,
-            access_token=token,
-            group_id=G,
-            lesson_id=LESSON,
-            enabled=False,
-            poll_interval_s=60,
-            refetch_max_backoff_s=0.05,
-        )
-        claims = claims_from_token(token, secret=results_stack.jwt_secret)
-        sub = ResultsSubscription(config, DatabaseRefetcher(pool, claims))
+        sub = _teacher_subscription(results_stack, G, pool=pool, enabled=False, poll_interval_s=60)
         async with asyncio.TaskGroup() as tasks:
             running = tasks.create_task(sub.run())
             await sub.wait_until(lambda _, s: s.last_error is not None, WITHIN)
