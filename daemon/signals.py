@@ -9,7 +9,7 @@ A long-running command (`demo`) that wants a polite stop once it is up passes a 
 and arms it when its start-up is done: from then on the first signal only sets `requested`;
 a second one cancels, as during start-up.
 
-A service (`hub`) that exits 0 on any stop signal, as an orchestrator expects, uses
+A command that exits 0 on any stop signal (`hub`, as an orchestrator expects; `watch`) uses
 `StopSignals` and `finishes_before` instead: a signal during start-up abandons the start, one
 after it asks for a polite stop, and a second one stops waiting for that polite stop.
 """

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -39,6 +38,7 @@ from daemon.db import create_pool
 from daemon.errors import ConfigError, DatabaseError
 from daemon.log import configure_logging, get_logger
 from daemon.schema import require_migrated
+from daemon.signals import StopSignals, finishes_before
 from daemon.tokens import mint_token
 
 log = get_logger(__name__)
@@ -195,19 +195,10 @@ async def watch(target: WatchTarget, *, duration_s: float, live: bool, console: 
     The signal handlers are in place before the first connect, so a signal while the database
     or Realtime does not answer yet stops at once (exit 0), like one during the subscription.
     """
-    loop = asyncio.get_running_loop()
-    body = asyncio.create_task(_watch(target, duration_s=duration_s, live=live, console=console))
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, body.cancel)
-    try:
-        with contextlib.suppress(asyncio.CancelledError):
-            await body
-        if body.cancelled():
-            return
-        body.result()
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
+    with StopSignals().installed() as signals:
+        await finishes_before(
+            _watch(target, duration_s=duration_s, live=live, console=console), signals.first
+        )
 
 
 async def _watch(target: WatchTarget, *, duration_s: float, live: bool, console: Console) -> None:
