@@ -10,13 +10,17 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+from asyncpg.exceptions._base import PostgresMessageMeta
 
 from daemon.client.matrix import Matrix, channel_name
 from daemon.client.refetch import (
+    PERMANENT_REFETCH_CODES,
     AssignmentNotFoundError,
     DatabaseRefetcher,
+    PermanentRefetchError,
     RefetchDeniedError,
     claims_from_token,
+    refetch_error,
 )
 from daemon.client.subscription import (
     ClientStatus,
@@ -36,6 +40,13 @@ G = "grp-7a"
 WITHIN = 15.0
 REFUSALS_FILE = Path(__file__).parent.parent / "clients/js/test/fixtures/join-refusals.json"
 REFUSALS: list[dict[str, Any]] = json.loads(REFUSALS_FILE.read_text())["cases"]
+REFETCH_ERRORS_FILE = REFUSALS_FILE.with_name("refetch-errors.json")
+# PGRST* codes are PostgREST's own: the Python client calls the function over asyncpg.
+REFETCH_ERRORS = [
+    case
+    for case in json.loads(REFETCH_ERRORS_FILE.read_text())["cases"]
+    if not case["code"].startswith("PGRST")
+]
 
 
 async def loaded(sub: ResultsSubscription) -> Matrix:
@@ -373,6 +384,17 @@ async def _hub_sees_no_socket(stack: ResultsStack) -> None:
         return await stack.hub.sockets() == 0
 
     await eventually(no_sockets, deadline_s=WITHIN, what="the hub to see the socket go")
+
+
+@pytest.mark.parametrize("case", REFETCH_ERRORS, ids=lambda case: case["code"])
+def test_which_refetch_errors_are_permanent(case: dict[str, Any]) -> None:
+    kind = PostgresMessageMeta.get_message_class_for_sqlstate(case["code"])
+    error = refetch_error(kind("from the server"), "g", "l")
+    assert isinstance(error, PermanentRefetchError) is case["permanent"]
+    assert (case["code"] in PERMANENT_REFETCH_CODES) is case["permanent"]
+    if case["permanent"]:
+        assert isinstance(error, PermanentRefetchError)
+        assert error.code == case["code"]
 
 
 def _teacher_subscription(

@@ -117,7 +117,19 @@ async def test_refetch_runs_under_the_teachers_claims(
     assert {c["pupilId"] for c in body["cells"]} == {pupil}
     # The other group's teacher, a pupil, no token, a forged token: refused.
     teacher_b = mint_token(jwt_secret, role="authenticated", sub=school.teacher_of("grp-7b").id)
-    assert (await _read(base, teacher_b, {"group_id": "grp-7a", "lesson_id": LESSON}))[0] == 403
+    assert await _read(base, teacher_b, {"group_id": "grp-7a", "lesson_id": LESSON}) == (
+        403,
+        {
+            "message": "read_assignment_results refused grp-7a/lesson-photosynthesis: "
+            "read_assignment_results: not allowed to read the results of group grp-7a. The token "
+            "must belong to a teacher of the group.",
+            "code": "42501",  # as PostgREST gives it: the page's client stops, status denied
+        },
+    )
+    unassigned = await _read(base, teacher_a, {"group_id": "grp-7a", "lesson_id": "nope"})
+    assert unassigned[0] == 404
+    assert isinstance(unassigned[1], dict)
+    assert unassigned[1]["code"] == "P0002"
     pupil_token = mint_token(jwt_secret, role="authenticated", sub=pupil)
     assert (await _read(base, pupil_token, {"group_id": "grp-7a", "lesson_id": LESSON}))[0] == 403
     assert (await _read(base, None, {"group_id": "grp-7a", "lesson_id": LESSON}))[0] == 401

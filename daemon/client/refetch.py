@@ -28,19 +28,35 @@ ALLOWED_ROLES = frozenset({"anon", "authenticated", "service_role"})
 
 
 class PermanentRefetchError(DatabaseError):
-    """A refetch that no retry can cure: the database gave a definite no (exit code 3)."""
+    """A refetch that no retry can cure: the database gave a definite no (exit code 3).
+
+    `code` is the SQLSTATE that says so; the TypeScript client reads the same codes from
+    PostgREST (shared case table: clients/js/test/fixtures/refetch-errors.json)."""
+
+    code = ""
 
 
 class RefetchDeniedError(PermanentRefetchError):
     """read_assignment_results refused the caller (not a teacher of the group)."""
 
+    code = "42501"  # insufficient_privilege
+
 
 class AssignmentNotFoundError(PermanentRefetchError):
     """The lesson is not assigned to the group: there is no such matrix to read."""
 
+    code = "P0002"  # no_data_found
+
 
 class RefetchUnavailableError(PermanentRefetchError):
     """read_assignment_results does not exist: the database is not migrated."""
+
+    code = "42883"  # undefined_function
+
+
+PERMANENT_REFETCH_CODES = frozenset(
+    kind.code for kind in (RefetchDeniedError, AssignmentNotFoundError, RefetchUnavailableError)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,27 +119,32 @@ async def read_assignment_results(
             raw = await conn.fetchval(
                 query("client_read_assignment_results"), group_id, lesson_id, pupil, activity
             )
-    except asyncpg.InsufficientPrivilegeError as exc:
-        raise RefetchDeniedError(
-            f"read_assignment_results refused {group_id}/{lesson_id}: {_first_line(exc)}. "
-            "The token must belong to a teacher of the group."
-        ) from exc
-    except asyncpg.NoDataFoundError as exc:
-        raise AssignmentNotFoundError(
-            f"lesson {lesson_id} is not assigned to group {group_id} (read_assignment_results "
-            "found no such row in public.assignments): check the group and lesson ids"
-        ) from exc
-    except asyncpg.UndefinedFunctionError as exc:
-        raise RefetchUnavailableError(
-            f"read_assignment_results failed for {group_id}/{lesson_id}: {_first_line(exc)}; the "
-            "database is not migrated: run `results-realtime migrate`"
-        ) from exc
     except asyncpg.PostgresError as exc:
-        raise DatabaseError(
-            f"read_assignment_results failed for {group_id}/{lesson_id}: {exc}"
-        ) from exc
+        raise refetch_error(exc, group_id, lesson_id) from exc
     result: dict[str, Any] = json.loads(raw) if isinstance(raw, str) else raw
     return result
+
+
+def refetch_error(exc: asyncpg.PostgresError, group_id: str, lesson_id: str) -> DatabaseError:
+    """What a failed read_assignment_results means, by its SQLSTATE: a PermanentRefetchError
+    (never retried) for the codes in PERMANENT_REFETCH_CODES, else a DatabaseError (retried)."""
+    code = exc.sqlstate
+    if code == RefetchDeniedError.code:
+        return RefetchDeniedError(
+            f"read_assignment_results refused {group_id}/{lesson_id}: {_first_line(exc)}. "
+            "The token must belong to a teacher of the group."
+        )
+    if code == AssignmentNotFoundError.code:
+        return AssignmentNotFoundError(
+            f"lesson {lesson_id} is not assigned to group {group_id} (read_assignment_results "
+            "found no such row in public.assignments): check the group and lesson ids"
+        )
+    if code == RefetchUnavailableError.code:
+        return RefetchUnavailableError(
+            f"read_assignment_results failed for {group_id}/{lesson_id}: {_first_line(exc)}; the "
+            "database is not migrated: run `results-realtime migrate`"
+        )
+    return DatabaseError(f"read_assignment_results failed for {group_id}/{lesson_id}: {exc}")
 
 
 def _first_line(exc: BaseException) -> str:

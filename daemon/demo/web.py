@@ -21,7 +21,13 @@ import asyncpg
 from aiohttp import web
 
 from daemon.client.matrix import RefetchRequest, Scope
-from daemon.client.refetch import RefetchDeniedError, claims_from_token, read_assignment_results
+from daemon.client.refetch import (
+    AssignmentNotFoundError,
+    PermanentRefetchError,
+    RefetchDeniedError,
+    claims_from_token,
+    read_assignment_results,
+)
 from daemon.errors import ConfigError, DatabaseError
 from daemon.log import get_logger
 from daemon.net import bind_listening_socket
@@ -195,11 +201,14 @@ async def _read_assignment_results(request: web.Request) -> web.Response:
     try:
         async with request.app[_POOL].acquire() as conn:
             result = await read_assignment_results(conn, group_id, lesson_id, fetch, claims)
-    except RefetchDeniedError as exc:
-        return web.json_response({"message": str(exc)}, status=403)
+    except PermanentRefetchError as exc:  # the code, as PostgREST gives it: the client stops
+        statuses = {RefetchDeniedError.code: 403, AssignmentNotFoundError.code: 404}
+        status = statuses.get(exc.code, 500)
+        return web.json_response({"message": str(exc), "code": exc.code}, status=status)
     except DatabaseError as exc:
         log.warning("demo.web.refetch_failed", error=str(exc))
-        return web.json_response({"message": str(exc)}, status=500)
+        code = getattr(exc.__cause__, "sqlstate", None)
+        return web.json_response({"message": str(exc), "code": code}, status=500)
     return web.json_response(result, headers={"cache-control": "no-store"})
 
 

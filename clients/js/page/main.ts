@@ -68,7 +68,11 @@ async function main(): Promise<void> {
         activity_id: args.activityId,
       }),
     });
-    if (!res.ok) throw new Error(`refetch failed: ${res.status} ${await res.text()}`);
+    if (!res.ok) {
+      // { message, code }: the code (a SQLSTATE) tells the client whether to retry.
+      const { message, code } = (await res.json()) as { message: string; code?: string };
+      throw Object.assign(new Error(`refetch failed: ${res.status} ${message}`), { code });
+    }
     return (await res.json()) as AssignmentResults;
   };
 

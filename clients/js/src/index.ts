@@ -13,8 +13,11 @@ export {
   type Step,
 } from './reducer.js';
 export {
+  isPermanentRefetchError,
   isPermanentRefusal,
   PERMANENT_JOIN_ERRORS,
+  PERMANENT_REFETCH_CODES,
+  refetchErrorCode,
   refusalReason,
   subscribeAssignmentResults,
   type AssignmentRef,

@@ -8,7 +8,9 @@
  * away); recreates the channel with backoff when it is closed or times out. A join the channel's
  * policy refuses (`Unauthorized`) is not retried: the status becomes `denied` and the channel is
  * removed (the Python client, daemon/client/subscription.py, does the same; shared case table
- * test/fixtures/join-refusals.json). With `enabled: false` (the RESULTS_REALTIME_ENABLED switch)
+ * test/fixtures/join-refusals.json). So is a refetch the database refuses for good (not a teacher,
+ * the lesson not assigned, the function missing: the error's `code`, test/fixtures/
+ * refetch-errors.json): the status becomes `denied` and nothing more is read. With `enabled: false` (the RESULTS_REALTIME_ENABLED switch)
  * it does not subscribe and polls `refetch` instead, and so for a group id with `:`, which has no
  * channel.
  */
@@ -41,7 +43,7 @@ export interface Handlers {
   onStatus?: (status: ConnectionStatus, error?: unknown) => void;
   /** True while at least one refetch runs (show a short "refreshing" notice). */
   onRefetching?: (active: boolean, request: RefetchRequest) => void;
-  /** A refetch or channel error (retried, except a denied join; this is for logging). */
+  /** A refetch or channel error (retried, except a denied join or refetch; for logging). */
   onError?: (error: unknown) => void;
 }
 
@@ -84,6 +86,33 @@ export function isPermanentRefusal(reason: string): boolean {
   return PERMANENT_JOIN_ERRORS.has(code);
 }
 
+/**
+ * Refetch errors a retry cannot cure, by their `code`: PostgreSQL's SQLSTATE as supabase.rpc
+ * reports it (insufficient_privilege: not a teacher of the group; no_data_found: the lesson is not
+ * assigned; undefined_function: the database is not migrated) and PostgREST's own for a function
+ * it does not know. Every other error (a timeout, a lost connection, an error without a code) is
+ * retried with backoff.
+ */
+export const PERMANENT_REFETCH_CODES: ReadonlySet<string> = new Set([
+  '42501',
+  'P0002',
+  '42883',
+  'PGRST202',
+]);
+
+/** The `code` a refetch error carries (a PostgrestError, or any object with a string code). */
+export function refetchErrorCode(error: unknown): string | null {
+  if (typeof error !== 'object' || error === null) return null;
+  const code = (error as { code?: unknown }).code;
+  return typeof code === 'string' ? code : null;
+}
+
+/** True for a refetch error a retry cannot cure. */
+export function isPermanentRefetchError(error: unknown): boolean {
+  const code = refetchErrorCode(error);
+  return code !== null && PERMANENT_REFETCH_CODES.has(code);
+}
+
 const sameRequest = (a: RefetchRequest, b: RefetchRequest): boolean =>
   a.scope === b.scope && a.pupilId === b.pupilId && a.activityId === b.activityId;
 
@@ -101,6 +130,8 @@ export function subscribeAssignmentResults(
   let state = emptyMatrix(groupId, lessonId);
   let status: ConnectionStatus = enabled ? 'connecting' : 'polling';
   let stopped = false;
+  /** A refetch was refused for good: nothing more is read or scheduled. */
+  let denied = false;
   let channel: RealtimeChannel | null = null;
   let everSubscribed = false;
   let channelAttempt = 0;
@@ -112,7 +143,7 @@ export function subscribeAssignmentResults(
   const later = (ms: number, fn: () => void): void => {
     const timer = setTimeout(() => {
       timers.delete(timer);
-      if (!stopped) fn();
+      if (!stopped && !denied) fn();
     }, ms);
     timers.add(timer);
   };
@@ -131,7 +162,7 @@ export function subscribeAssignmentResults(
   };
 
   async function runRefetch(request: RefetchRequest, attempt: number, force = false): Promise<void> {
-    if (stopped) return;
+    if (stopped || denied) return;
     if (inFlight.some((r) => sameRequest(r, request))) {
       if (force && !rerun.some((r) => sameRequest(r, request))) rerun.push(request);
       return;
@@ -156,12 +187,28 @@ export function subscribeAssignmentResults(
       }
     } catch (error) {
       remove(request);
-      if (stopped) return;
+      if (stopped || denied) return;
+      if (isPermanentRefetchError(error)) {
+        deny(error);
+        handlers.onError?.(error);
+        return;
+      }
       handlers.onError?.(error);
       later(backoff(attempt), () => void runRefetch(request, attempt + 1));
     } finally {
       if (!stopped && inFlight.length === 0) handlers.onRefetching?.(false, request);
     }
+  }
+  /** A refetch refused for good: the channel goes, polling and retries end, the status says why. */
+  function deny(error: unknown): void {
+    denied = true;
+    for (const timer of timers) clearTimeout(timer);
+    timers.clear();
+    rerun.length = 0;
+    const current = channel;
+    channel = null;
+    if (current) void supabase.removeChannel(current);
+    setStatus('denied', error);
   }
   function remove(request: RefetchRequest): void {
     const index = inFlight.indexOf(request);
@@ -179,10 +226,10 @@ export function subscribeAssignmentResults(
   }
 
   async function openChannel(): Promise<void> {
-    if (stopped) return;
+    if (stopped || denied) return;
     // Private channels need the user's JWT on the socket before the join.
     await supabase.realtime.setAuth();
-    if (stopped) return;
+    if (stopped || denied) return;
     const current = supabase.channel(channelName(groupId, lessonId), {
       config: { private: true, broadcast: { self: false, ack: false } },
     });

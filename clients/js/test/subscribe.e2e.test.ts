@@ -5,7 +5,7 @@ import { createHmac } from 'node:crypto';
 import { createClient, type SupabaseClient } from '@supabase/supabase-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
-import { getCell, subscribeAssignmentResults } from '../src/index.js';
+import { getCell, refetchErrorCode, subscribeAssignmentResults } from '../src/index.js';
 import type { AssignmentSubscription, ConnectionStatus, MatrixState } from '../src/index.js';
 import {
   answer,
@@ -46,6 +46,7 @@ interface Watched {
   sub: AssignmentSubscription;
   statuses: ConnectionStatus[];
   refetches: string[];
+  errors: unknown[];
   until(predicate: (state: MatrixState) => boolean, what: string): Promise<MatrixState>;
 }
 
@@ -60,7 +61,7 @@ function userToken(sub: string): string {
 
 function watch(
   groupIndex: number,
-  options: { enabled?: boolean; pollIntervalMs?: number; token?: string } = {},
+  options: { enabled?: boolean; pollIntervalMs?: number; token?: string; lessonId?: string } = {},
 ): Watched {
   const group = info.groups[groupIndex];
   const token = options.token ?? group.teacherToken;
@@ -70,12 +71,14 @@ function watch(
   });
   const statuses: ConnectionStatus[] = [];
   const refetches: string[] = [];
+  const errors: unknown[] = [];
   const waiters = new Set<() => void>();
   const sub = subscribeAssignmentResults(
     supabase,
-    { groupId: group.id, lessonId: info.lessonId },
+    { groupId: group.id, lessonId: options.lessonId ?? info.lessonId },
     {
       refetch: refetchVia(info, token, refetches),
+      onError: (error) => errors.push(error),
       onChange: () => waiters.forEach((wake) => wake()),
       onStatus: (status) => {
         statuses.push(status);
@@ -101,7 +104,7 @@ function watch(
       waiters.add(check);
       check();
     });
-  return { sub, statuses, refetches, until };
+  return { sub, statuses, refetches, errors, until };
 }
 
 const statusIs = (pupil: string, activity: string, status: string) => (state: MatrixState) =>
@@ -199,6 +202,16 @@ describe('subscribeAssignmentResults against the hub and the daemon', () => {
     // The channel is gone, so supabase-js has nothing to rejoin.
     expect(open.at(-1)?.supabase.getChannels()).toHaveLength(0);
     expect(w.refetches).toEqual([]);
+  });
+
+  it('stops with denied when the database refuses the refetch for good', async () => {
+    // A teacher of the group may join any of its channels, but this lesson is not assigned.
+    const w = watch(0, { lessonId: 'no-such-lesson' });
+    await w.until(() => w.sub.getStatus() === 'denied', 'denied');
+    expect(w.statuses).toContain('subscribed');
+    expect(w.refetches).toEqual(['assignment']); // not retried
+    expect(w.errors.map(refetchErrorCode)).toEqual(['P0002']);
+    expect(open.at(-1)?.supabase.getChannels()).toHaveLength(0);
   });
 
   it('polls without subscribing when realtime is switched off', async () => {

@@ -151,7 +151,11 @@ export function refetchVia(info: StackInfo, token: string, calls: string[] = [])
         activity_id: args.activityId,
       }),
     });
-    if (!response.ok) throw new Error(`refetch ${response.status}: ${await response.text()}`);
+    if (!response.ok) {
+      // The demo server answers { message, code } (the SQLSTATE, as PostgREST's error.code).
+      const { message, code } = (await response.json()) as { message: string; code?: string };
+      throw Object.assign(new Error(`refetch ${response.status}: ${message}`), { code });
+    }
     return (await response.json()) as AssignmentResults;
   };
 }
