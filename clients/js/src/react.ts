@@ -1,8 +1,12 @@
 /**
  * useAssignmentResults: the React binding of subscribeAssignmentResults.
  *
- *   const { matrix, status, refetching } = useAssignmentResults(supabase, { groupId, lessonId },
- *     { refetch: readAssignmentResultsAction, enabled: process.env.NEXT_PUBLIC_RESULTS_REALTIME_ENABLED !== 'false' });
+ *   const { matrix, status, refetching, deniedBy } = useAssignmentResults(supabase,
+ *     { groupId, lessonId },
+ *     { refetch: readResults, enabled: process.env.NEXT_PUBLIC_RESULTS_REALTIME_ENABLED !== 'false' });
+ *
+ * `deniedBy` is what made the status `denied` (the join's refusal or the refetch's error), so the
+ * page can say why.
  */
 import { useEffect, useRef, useState } from 'react';
 
@@ -21,6 +25,8 @@ export interface AssignmentResultsView {
   matrix: MatrixState;
   status: ConnectionStatus;
   refetching: boolean;
+  /** While status is 'denied': the refusal (a join error, or a refetch error with its code). */
+  deniedBy: unknown;
 }
 
 export function useAssignmentResults(
@@ -31,6 +37,7 @@ export function useAssignmentResults(
   const [matrix, setMatrix] = useState<MatrixState>(() => emptyMatrix(groupId, lessonId));
   const [status, setStatus] = useState<ConnectionStatus>('connecting');
   const [refetching, setRefetching] = useState(false);
+  const [deniedBy, setDeniedBy] = useState<unknown>(null);
   // The latest callbacks without resubscribing when the caller passes new closures.
   const latest = useRef(options);
   latest.current = options;
@@ -38,13 +45,17 @@ export function useAssignmentResults(
 
   useEffect(() => {
     setMatrix(emptyMatrix(groupId, lessonId));
+    setDeniedBy(null);
     const subscription = subscribeAssignmentResults(
       supabase,
       { groupId, lessonId },
       {
         refetch: (args) => latest.current.refetch(args),
         onChange: setMatrix,
-        onStatus: (next) => setStatus(next),
+        onStatus: (next, error) => {
+          setStatus(next);
+          setDeniedBy(next === 'denied' ? (error ?? null) : null);
+        },
         onRefetching: (active) => setRefetching(active),
         onError: (error) => latest.current.onError?.(error),
       },
@@ -55,5 +66,5 @@ export function useAssignmentResults(
     };
   }, [supabase, groupId, lessonId, enabled, pollIntervalMs]);
 
-  return { matrix, status, refetching };
+  return { matrix, status, refetching, deniedBy };
 }

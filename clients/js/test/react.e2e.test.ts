@@ -1,13 +1,13 @@
 // useAssignmentResults rendered by React (react-dom into a jsdom document) with the real
 // supabase-js against the hub and the daemon: it loads, patches on a SQL write, and leaves the
-// channel when the component unmounts.
+// channel when the component unmounts; a refusal is shown with what refused.
 import { createClient } from '@supabase/supabase-js';
 import { JSDOM } from 'jsdom';
 import { act, createElement, type ReactElement } from 'react';
 import { createRoot, type Root } from 'react-dom/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { getCell } from '../src/index.js';
+import { getCell, refetchErrorCode } from '../src/index.js';
 import { type AssignmentResultsView, useAssignmentResults } from '../src/react.js';
 import { answer, refetchVia, startStack, type Stack } from './support/stack.js';
 
@@ -102,6 +102,25 @@ describe('useAssignmentResults', () => {
     expect(supabase.getChannels().map((c) => c.topic)).toContain(topic);
     await hook.unmount();
     await expect.poll(() => supabase.getChannels().map((c) => c.topic), { timeout: 5_000 }).not.toContain(topic);
+    await supabase.removeAllChannels();
+  });
+
+  it('says why it is denied', async () => {
+    const { info } = stack;
+    const group = info.groups[0];
+    const supabase = createClient(info.hubUrl, info.anonKey, {
+      accessToken: async () => group.teacherToken,
+    });
+    const hook = renderHook([
+      supabase,
+      { groupId: group.id, lessonId: 'no-such-lesson' },
+      { refetch: refetchVia(info, group.teacherToken) },
+    ]);
+    const denied = await hook.until((v) => v.status === 'denied', 'denied');
+    expect(refetchErrorCode(denied.deniedBy)).toBe('P0002');
+    expect(String(denied.deniedBy)).toContain('no-such-lesson is not assigned');
+    expect(denied.refetching).toBe(false);
+    await hook.unmount();
     await supabase.removeAllChannels();
   });
 });
