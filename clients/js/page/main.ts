@@ -92,7 +92,7 @@ async function main(): Promise<void> {
       onStatus: (status: ConnectionStatus, error?: unknown) => {
         const badge = $('#connection');
         badge.dataset.state = status;
-        // A denied join is final: say why (e.g. the token's user is not a teacher of the group).
+        // A denied join or refetch is final: say why (e.g. not a teacher of the group).
         badge.textContent =
           status === 'denied' ? `denied: ${refusalReason(error) ?? String(error)}` : status;
       },
