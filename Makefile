@@ -41,7 +41,7 @@ test: install install-js browser ## the whole suite: Python (pytest) then JavaSc
 	$(BIN)/python -m pytest
 	cd $(JS) && npm test --silent
 
-test-py: install
+test-py: install install-js  # tests/test_packaging.py packs the built demo page
 	$(BIN)/python -m pytest
 
 test-js: install install-js browser

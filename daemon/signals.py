@@ -67,22 +67,42 @@ class StopSignals:
                 loop.remove_signal_handler(sig)
 
 
-async def finishes_before(work: Coroutine[Any, Any, object], event: asyncio.Event) -> bool:
-    """Runs `work` unless `event` is set first, in which case `work` is cancelled (its cleanup
-    awaited) and the answer is False. An error of `work` propagates."""
+async def finishes_before(
+    work: Coroutine[Any, Any, object],
+    event: asyncio.Event,
+    *,
+    again: asyncio.Event | None = None,
+) -> bool:
+    """Runs `work` unless `event` is set first, in which case `work` is cancelled, its cleanup
+    awaited, and the answer is False; `again` set during that cleanup cancels the cleanup too (a
+    second signal). An error of `work`, or of its cleanup, propagates; so does a cancellation of
+    the caller, which also cancels `work`."""
     running = asyncio.create_task(work)
     waiting = asyncio.create_task(event.wait())
     try:
         await asyncio.wait({running, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        if running.done():
+            running.result()
+            return True
+        running.cancel()
+        impatient = asyncio.create_task(_cancel_when(again, running)) if again else None
+        try:
+            await asyncio.wait({running})  # the work's own CancelledError is not the caller's
+        finally:
+            if impatient is not None:
+                impatient.cancel()
+        if not running.cancelled():
+            running.result()
+        return False
     finally:
         waiting.cancel()
-    if not running.done():
-        running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
-        return False
-    running.result()
-    return True
+        if not running.done():
+            running.cancel()
+
+
+async def _cancel_when(event: asyncio.Event, task: asyncio.Task[object]) -> None:
+    await event.wait()
+    task.cancel()
 
 
 def run_interruptibly(main: Coroutine[Any, Any, T], graceful: GracefulStop | None = None) -> T:

@@ -53,3 +53,49 @@ def test_the_first_signal_asks_politely_and_any_later_one_stops_the_wait() -> No
     signals.received()
     signals.received()
     assert (signals.first.is_set(), signals.again.is_set()) == (True, True)
+
+
+async def test_again_cuts_short_a_cleanup_that_hangs() -> None:
+    """A second signal while the cancelled work still cleans up (a pool that never closes)."""
+    stop, again = asyncio.Event(), asyncio.Event()
+    cleaning = asyncio.Event()
+    interrupted = asyncio.Event()
+
+    async def work() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            cleaning.set()
+            try:
+                await asyncio.Event().wait()  # a cleanup that would never end
+            except asyncio.CancelledError:
+                interrupted.set()
+                raise
+
+    async def signal_twice() -> None:
+        stop.set()
+        await cleaning.wait()
+        again.set()
+
+    signaller = asyncio.create_task(signal_twice())
+    assert await finishes_before(work(), stop, again=again) is False
+    assert interrupted.is_set()
+    await signaller
+
+
+async def test_a_cancelled_caller_stays_cancelled_and_cancels_the_work() -> None:
+    entered, ended = asyncio.Event(), asyncio.Event()
+
+    async def work() -> None:
+        entered.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            ended.set()
+
+    caller = asyncio.create_task(finishes_before(work(), asyncio.Event()))
+    await entered.wait()
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    await ended.wait()  # the work was cancelled too (this would hang otherwise)

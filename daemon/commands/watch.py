@@ -197,7 +197,9 @@ async def watch(target: WatchTarget, *, duration_s: float, live: bool, console: 
     """
     with StopSignals().installed() as signals:
         await finishes_before(
-            _watch(target, duration_s=duration_s, live=live, console=console), signals.first
+            _watch(target, duration_s=duration_s, live=live, console=console),
+            signals.first,
+            again=signals.again,  # a second signal: do not wait for the connections to close
         )
 
 

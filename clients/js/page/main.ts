@@ -70,7 +70,7 @@ async function main(): Promise<void> {
     });
     if (!res.ok) {
       // { message, code }: the code (a SQLSTATE) tells the client whether to retry.
-      const { message, code } = (await res.json()) as { message: string; code?: string };
+      const { message, code } = errorBody(await res.text());
       throw Object.assign(new Error(`refetch failed: ${res.status} ${message}`), { code });
     }
     return (await res.json()) as AssignmentResults;
@@ -104,6 +104,19 @@ async function main(): Promise<void> {
     { enabled: config.enabled, pollIntervalMs: config.pollIntervalMs },
   );
   (window as unknown as { resultsState: () => MatrixState | null }).resultsState = () => lastState;
+}
+
+/** The demo server's { message, code }, or the text of an error that is not JSON (a 500). */
+function errorBody(text: string): { message: string; code?: string } {
+  try {
+    const body = JSON.parse(text) as { message?: unknown; code?: unknown };
+    return {
+      message: typeof body.message === 'string' ? body.message : text,
+      code: typeof body.code === 'string' ? body.code : undefined,
+    };
+  } catch {
+    return { message: text };
+  }
 }
 
 function render(state: MatrixState, names: Record<string, string>): void {

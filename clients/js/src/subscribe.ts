@@ -275,6 +275,7 @@ export function subscribeAssignmentResults(
     });
   }
   function onChannelFailure(error: unknown): void {
+    if (stopped || denied) return; // a channel still opening when the refetch was refused
     handlers.onError?.(error);
     setStatus('reconnecting', error);
     later(backoff(channelAttempt++), () => void openChannel().catch(onChannelFailure));

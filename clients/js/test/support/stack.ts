@@ -152,9 +152,18 @@ export function refetchVia(info: StackInfo, token: string, calls: string[] = [])
       }),
     });
     if (!response.ok) {
-      // The demo server answers { message, code } (the SQLSTATE, as PostgREST's error.code).
-      const { message, code } = (await response.json()) as { message: string; code?: string };
-      throw Object.assign(new Error(`refetch ${response.status}: ${message}`), { code });
+      // The demo server answers { message, code } (the SQLSTATE, as PostgREST's error.code);
+      // an error it did not expect is plain text.
+      const text = await response.text();
+      let body: { message?: string; code?: string } = {};
+      try {
+        body = JSON.parse(text) as typeof body;
+      } catch {
+        body = { message: text };
+      }
+      throw Object.assign(new Error(`refetch ${response.status}: ${body.message ?? text}`), {
+        code: body.code,
+      });
     }
     return (await response.json()) as AssignmentResults;
   };
