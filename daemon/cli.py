@@ -103,8 +103,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except ResultsRealtimeError as exc:
-        print(f"results-realtime {args.command}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _report(args.command, [exc])
+    except BaseExceptionGroup as group:
+        # A command's task group failed. When every failure is one we raise on purpose (a
+        # subscription refused for good, say), it reads like any other of our errors; anything
+        # else is a bug and keeps its traceback.
+        ours, others = group.split(ResultsRealtimeError)
+        if ours is None or others is not None:
+            raise
+        return _report(args.command, _leaves(ours))
+
+
+def _report(command: str, errors: Sequence[ResultsRealtimeError]) -> int:
+    """One line per error; the exit code of the first."""
+    for exc in errors:
+        print(f"results-realtime {command}: error: {exc}", file=sys.stderr)
+    return errors[0].exit_code
+
+
+def _leaves(group: BaseExceptionGroup[ResultsRealtimeError]) -> list[ResultsRealtimeError]:
+    leaves: list[ResultsRealtimeError] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            leaves.extend(_leaves(exc))
+        else:
+            leaves.append(exc)
+    return leaves
 
 
 if __name__ == "__main__":

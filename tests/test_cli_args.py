@@ -7,10 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from daemon import cli
 from daemon.cli import build_parser, parse
+from daemon.client.subscription import JoinDeniedError
 from daemon.commands import demo, watch
 from daemon.commands.args import port_number, seconds_or_forever, setting_options_given
 from daemon.config import Override
+from daemon.errors import ConfigError
 from tests.support.process import cli_env, run_cli
 
 
@@ -76,3 +79,45 @@ def test_options_that_name_a_setting_are_the_top_layer_of_that_command(
 ) -> None:
     """0 is given (the health endpoint off), an empty value is not; each command has its own."""
     assert setting_options_given(parse(build_parser(), argv)) == expected
+
+
+def _failing_check(error: BaseException) -> object:
+    def run(args: object) -> int:
+        raise error
+
+    return run
+
+
+def test_a_task_group_that_failed_with_our_errors_reads_like_our_errors(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    denied = JoinDeniedError("assignment_results:g:l", "Unauthorized")
+    group = ExceptionGroup(
+        "unhandled errors in a TaskGroup",
+        [
+            denied,
+            ExceptionGroup("inner", [ConfigError("database.url: not a URL")]),
+        ],
+    )
+    monkeypatch.setattr("daemon.commands.check.run", _failing_check(group))
+
+    code = cli.main(["check"])
+
+    assert code == JoinDeniedError.exit_code == 4
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"results-realtime check: error: {denied}",
+        "results-realtime check: error: database.url: not a URL",
+    ]
+
+
+def test_a_task_group_with_a_foreign_failure_keeps_its_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    group = ExceptionGroup("boom", [ConfigError("fine"), RuntimeError("a bug")])
+    monkeypatch.setattr("daemon.commands.check.run", _failing_check(group))
+
+    with pytest.raises(ExceptionGroup) as raised:
+        cli.main(["check"])
+
+    assert raised.value is group
