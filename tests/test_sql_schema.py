@@ -9,7 +9,9 @@ policies, triggers), with databases built other ways: each file applied by hand 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -141,3 +143,57 @@ async def test_migrate_twice_converges_to_the_template_schema(
         await conn.close()
     assert second.applied == []
     assert await snapshot(dsn) == await snapshot(database_url)
+
+
+# Every function in our schemas that reads one of the application's tables (the reference schema's
+# public tables, and Storage's objects) or is a trigger on one of them.
+APP_SCHEMA_READERS = r"""
+    with app_tables as (
+        select schemaname, tablename, schemaname = 'public' as owned_by_app
+        from pg_tables
+        where schemaname = 'public' or (schemaname, tablename) = ('storage', 'objects')
+    )
+    select n.nspname || '.' || p.proname as name, p.prorettype = 'trigger'::regtype as is_trigger,
+           bool_or(a.owned_by_app) as app_table
+    from pg_proc as p
+    join pg_namespace as n on n.oid = p.pronamespace
+    join app_tables as a
+      on p.prosrc ~* ('\m' || a.schemaname || '\.' || a.tablename || '\M')
+      or exists (select from pg_trigger as t
+                 where t.tgfoid = p.oid and t.tgrelid = format('%I.%I', a.schemaname,
+                                                               a.tablename)::regclass)
+    where n.nspname in ('public', 'results_realtime')
+    group by 1, 2
+"""
+
+
+def _adapting_section() -> str:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    start = readme.index("## Adapting the SQL to another schema")
+    return readme[start : readme.index("\n## ", start + 1)]
+
+
+async def test_the_adapting_guide_names_every_function_that_knows_the_apps_tables(
+    db: asyncpg.Connection,
+) -> None:
+    section = _adapting_section()
+    listed = set(re.findall(r"^\| `([a-z_]+\.[a-z0-9_]+)\(", section, flags=re.MULTILINE))
+    readers = await db.fetch(APP_SCHEMA_READERS)
+    functions = {r["name"] for r in readers if not r["is_trigger"]}
+    # Triggers on Storage's own table stay as they are; those on the app's tables are named.
+    triggers = {r["name"] for r in readers if r["is_trigger"] and r["app_table"]}
+    assert {"results_realtime.cell_state_v2", "public.read_assignment_results"} <= functions
+    assert "results_realtime.record_submission_insert_v1" in triggers
+
+    assert functions <= listed, f"not in the README's adapter table: {functions - listed}"
+    missing = {name for name in triggers if name.split(".")[1] not in section}
+    assert not missing, f"the README's adapting section does not name: {missing}"
+    existing = {r["name"] for r in await db.fetch(ALL_FUNCTIONS)}
+    assert listed <= existing, f"the README names functions that do not exist: {listed - existing}"
+
+
+ALL_FUNCTIONS = """
+    select n.nspname || '.' || p.proname as name
+    from pg_proc as p join pg_namespace as n on n.oid = p.pronamespace
+    where n.nspname in ('public', 'results_realtime')
+"""

@@ -26,7 +26,7 @@ import orjson
 
 Event = Literal["result_cell", "result_cells", "result_refresh"]
 Scope = Literal["cell", "pupil", "activity", "assignment"]
-Reason = Literal["too_large", "enrich_failed", "catch_up", "backlog"]
+Reason = Literal["too_large", "enrich_failed", "backlog"]
 
 _MAX_SEQ = 2**63 - 1  # channel_sequences.last_seq is a bigint
 # Keys a Cell gets from the daemon rather than from the adapter's state (open_cell, _stamp).

@@ -18,6 +18,8 @@ export interface UseAssignmentResultsOptions {
   refetch: Refetch;
   enabled?: boolean;
   pollIntervalMs?: number;
+  /** Upper bound of the backoff between channel re-creations and refetch retries (default 10 s). */
+  maxBackoffMs?: number;
   onError?: (error: unknown) => void;
 }
 
@@ -41,7 +43,7 @@ export function useAssignmentResults(
   // The latest callbacks without resubscribing when the caller passes new closures.
   const latest = useRef(options);
   latest.current = options;
-  const { enabled = true, pollIntervalMs } = options;
+  const { enabled = true, pollIntervalMs, maxBackoffMs } = options;
 
   useEffect(() => {
     setMatrix(emptyMatrix(groupId, lessonId));
@@ -59,12 +61,12 @@ export function useAssignmentResults(
         onRefetching: (active) => setRefetching(active),
         onError: (error) => latest.current.onError?.(error),
       },
-      { enabled, pollIntervalMs },
+      { enabled, pollIntervalMs, maxBackoffMs },
     );
     return () => {
       void subscription.unsubscribe();
     };
-  }, [supabase, groupId, lessonId, enabled, pollIntervalMs]);
+  }, [supabase, groupId, lessonId, enabled, pollIntervalMs, maxBackoffMs]);
 
   return { matrix, status, refetching, deniedBy };
 }

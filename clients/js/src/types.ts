@@ -1,5 +1,5 @@
 /**
- * The assignment_results channel contract (docs: shared/design/PAYLOAD.md), as TypeScript types.
+ * The assignment_results channel contract (docs/PAYLOAD.md), as TypeScript types.
  * Field names are the wire names: what the daemon broadcasts and read_assignment_results returns.
  */
 
@@ -42,6 +42,7 @@ export interface Cell {
 
 export interface CellsPayload {
   assignmentId: string;
+  eventId: string;
   seq: number;
   prevSeq: number | null;
   cells: Cell[];
