@@ -8,14 +8,8 @@ import asyncpg
 
 from daemon.errors import MigrationError
 from daemon.log import get_logger
-from daemon.sqlfiles import (
-    Migration,
-    checksum_of,
-    migrations,
-    query,
-    triggers_defined,
-    triggers_sql,
-)
+from daemon.schema import TRIGGERS_FILE, triggers_state
+from daemon.sqlfiles import Migration, migrations, query
 
 log = get_logger(__name__)
 
@@ -38,7 +32,6 @@ create table if not exists results_realtime.repeatable_files (
 """
 # The session's lock_timeout for the run (the caller's own comes back at the end).
 _SET_LOCK_TIMEOUT = "select set_config('lock_timeout', $1, false)"
-_TRIGGERS_FILE = "triggers.sql"
 DEFAULT_LOCK_TIMEOUT_S = 10.0
 
 
@@ -88,27 +81,18 @@ async def migrate(
 
 async def _apply_triggers(conn: asyncpg.Connection, lock_timeout_s: float) -> None:
     """The repeatable triggers file, when it changed or one of its triggers is missing."""
-    text = triggers_sql()
-    checksum = checksum_of(text)
-    wanted = triggers_defined(text)
-    state = await conn.fetchrow(
-        query("runtime_triggers_state"),
-        _TRIGGERS_FILE,
-        [table for table, _ in wanted],
-        [name for _, name in wanted],
-    )
-    assert state is not None
-    if state["recorded"] == checksum and state["present"] == len(wanted):
+    state = await triggers_state(conn)
+    if state.current:
         return
     try:
         async with conn.transaction():
-            await conn.execute(text)
-            await conn.execute(query("runtime_record_triggers"), _TRIGGERS_FILE, checksum)
+            await conn.execute(state.text)
+            await conn.execute(query("runtime_record_triggers"), TRIGGERS_FILE, state.checksum)
     except asyncpg.LockNotAvailableError as exc:
-        raise _gave_up_waiting(f"sql/{_TRIGGERS_FILE}", lock_timeout_s, exc) from exc
+        raise _gave_up_waiting(f"sql/{TRIGGERS_FILE}", lock_timeout_s, exc) from exc
     except asyncpg.PostgresError as exc:
-        raise MigrationError(f"sql/{_TRIGGERS_FILE} failed and was rolled back: {exc}") from exc
-    log.info("migrate.triggers_applied", checksum=checksum[:12])
+        raise MigrationError(f"sql/{TRIGGERS_FILE} failed and was rolled back: {exc}") from exc
+    log.info("migrate.triggers_applied", checksum=state.checksum[:12])
 
 
 def _check_unchanged(migration: Migration, recorded: str) -> None:

@@ -73,6 +73,27 @@ async def test_unmigrated_database_exits_3_and_says_migrate(
     assert "results-realtime migrate" in err
 
 
+async def test_triggers_of_another_version_exit_3_until_migrate_applies_these(
+    database_url: str, db: asyncpg.Connection, capture_server: CaptureServer, tmp_path: Path
+) -> None:
+    await db.execute(
+        "update results_realtime.repeatable_files set checksum = 'older'"
+        " where name = 'triggers.sql'"
+    )
+    env = cli_env(database_url, capture_server.url)
+    code, out, err = await run_cli(["check"], env, tmp_path)
+    assert code == 3, out
+    assert "ok    migrations" in out
+    assert "the realtime triggers are not the ones this version ships" in err
+    assert "run `results-realtime migrate`" in err
+
+    code, _, err = await run_cli(["migrate"], env, tmp_path)
+    assert code == 0, err
+    code, out, err = await run_cli(["check"], env, tmp_path)
+    assert code == 0, err
+    assert "ok    triggers" in out
+
+
 async def test_listen_unsupported_exits_3(
     pg_proxy: TcpProxy, capture_server: CaptureServer, tmp_path: Path
 ) -> None:

@@ -229,6 +229,21 @@ async def test_pending_migrations_are_refused_by_name(
     assert "leader.acquired" not in out
 
 
+async def test_missing_triggers_are_refused_by_name(
+    database_url: str, db: asyncpg.Connection, capture_server: CaptureServer, tmp_path: Path
+) -> None:
+    """Without its triggers a daemon would run healthy and publish nothing."""
+    await db.execute("drop trigger results_realtime_insert_v1 on public.submissions")
+    env = cli_env(database_url, capture_server.url)
+    code, out, err = await run_cli(["run", "--health-port", "0"], env, tmp_path)
+    assert code == 3, out
+    assert (
+        "the realtime triggers are missing (public.submissions: results_realtime_insert_v1)" in err
+    )
+    assert "run `results-realtime migrate`" in err
+    assert "leader.acquired" not in out
+
+
 async def test_a_configuration_error_logs_no_start_or_stop(
     database_url: str, tmp_path: Path
 ) -> None:

@@ -20,7 +20,7 @@ from daemon.pipeline.listener import Listener
 from daemon.pipeline.metrics import Metrics
 from daemon.pipeline.publisher import BROADCAST_PATH
 from daemon.pipeline.store import NOTIFY_CHANNEL
-from daemon.schema import require_migrated
+from daemon.schema import require_migrated, require_triggers
 from daemon.signals import run_interruptibly
 from daemon.sqlfiles import query
 
@@ -124,6 +124,7 @@ async def _check(settings: Settings, dsn: str | None, credential: ServiceRoleCre
             there = reached(row["role_name"], row["database_name"], row["host"], row["port"])
             ok("database", f"{there} (PostgreSQL {version})")
         ok("migrations", f"{await require_migrated(conn)} applied")
+        ok("triggers", f"{await require_triggers(conn)} in place, as this version ships them")
         recording = bool(await conn.fetchval(query("runtime_db_flag")))
         writable = [
             r["relname"]

@@ -19,7 +19,7 @@ from daemon.log import configure_logging, get_logger
 from daemon.pipeline.credentials import require_credential
 from daemon.pipeline.service import PipelineService
 from daemon.pipeline.stop_watchdog import StopWatchdog
-from daemon.schema import require_migrated
+from daemon.schema import require_migrated, require_triggers
 
 log = get_logger(__name__)
 
@@ -144,11 +144,12 @@ async def _start_and_run(settings: Settings, dsn: str | None, service: PipelineS
 
 
 async def require_schema(settings: Settings, dsn: str | None) -> None:
-    """Refuse to start on a database that lacks migrations (exit 3), naming those pending."""
+    """Refuse to start on a database that lacks migrations or triggers (exit 3), naming them."""
     timeout = settings.database.connect_timeout_s
     conn = await connect(dsn, connect_timeout=timeout, role="start-up")
     try:
         await require_migrated(conn)
+        await require_triggers(conn)
     finally:
         await conn.close(timeout=timeout)
 
