@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -62,12 +62,32 @@ def _reason(exc: BaseException, timeout_s: float) -> str:
     return str(exc).strip() or describe(exc)
 
 
-def _advice(exc: BaseException) -> str:
+_NOT_POSTGRES = (
+    "The address did not answer like PostgreSQL: check the host and port (a local Supabase's "
+    "API is on 54321, its database on 54322)."
+)
+_SSL_REQUIRING_MODES = frozenset({"require", "verify-ca", "verify-full"})
+
+
+def _ssl_required(dsn: str | None) -> bool:
+    """Whether sslmode (in the URL, else PGSSLMODE) forbids falling back to a plain connection."""
+    query = parse_qs(urlsplit(dsn).query) if dsn else {}
+    mode = query.get("sslmode", [os.environ.get("PGSSLMODE", "prefer")])[-1]
+    return mode in _SSL_REQUIRING_MODES
+
+
+def _advice(exc: BaseException, dsn: str | None) -> str:
     """The fix that fits the failure: the server answered, or it did not."""
     if isinstance(exc, ConnectionError) and "rejected SSL upgrade" in str(exc):
+        # asyncpg says this of any answer to its SSL request but "yes": a PostgreSQL server
+        # without SSL says "no", which only a mode that requires SSL refuses; anything else
+        # answering (an HTTP port, say) is not PostgreSQL.
+        if not _ssl_required(dsn):
+            return _NOT_POSTGRES
         return (
-            "The server does not accept SSL, and sslmode requires it: use sslmode=prefer or "
-            "sslmode=disable in DATABASE_URL (or PGSSLMODE), or enable SSL on the server."
+            "Either the server does not accept SSL, and sslmode requires it: use sslmode=prefer "
+            "or sslmode=disable in DATABASE_URL (or PGSSLMODE), or enable SSL on the server; or "
+            "the address is not PostgreSQL at all: check the host and port."
         )
     if isinstance(exc, asyncpg.InvalidPasswordError):
         return "Check the user name and password in DATABASE_URL (or PGUSER / PGPASSWORD)."
@@ -97,7 +117,7 @@ def connect_error(dsn: str | None, exc: BaseException, purpose: str, timeout_s: 
         )
     return DatabaseError(
         f"cannot connect to PostgreSQL at {where(dsn)}{why}: "
-        f"{redact_dsn(_reason(exc, timeout_s))}. {_advice(exc)}"
+        f"{redact_dsn(_reason(exc, timeout_s))}. {_advice(exc, dsn)}"
     )
 
 

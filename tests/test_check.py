@@ -360,10 +360,20 @@ async def test_sslmode_require_against_a_server_without_ssl_says_so(
         dsn = f"postgresql://postgres:hunter2@127.0.0.1:{port}/app?sslmode=require"
         code, _, err = await run_cli(["check"], cli_env(dsn, capture_server.url), tmp_path)
     assert code == 3, err
-    assert "The server does not accept SSL, and sslmode requires it" in err
+    assert "the server does not accept SSL, and sslmode requires it" in err
     assert "use sslmode=prefer or sslmode=disable" in err
-    assert "check the host and port" not in err
     assert "hunter2" not in err
+
+
+async def test_a_port_that_is_not_postgresql_is_blamed_on_the_address(
+    capture_server: CaptureServer, tmp_path: Path
+) -> None:
+    """An HTTP server answers the SSL request with text; asyncpg calls that a rejected upgrade."""
+    dsn = f"postgresql://postgres@127.0.0.1:{urlsplit(capture_server.url).port}/app"
+    code, _, err = await run_cli(["check"], cli_env(dsn, capture_server.url), tmp_path)
+    assert code == 3, err
+    assert "did not answer like PostgreSQL: check the host and port" in err
+    assert "sslmode" not in err.split("rejected SSL upgrade", 1)[-1]
 
 
 async def test_with_pg_variables_it_names_the_server_it_reached(
