@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import socket
 import sys
@@ -214,7 +215,11 @@ async def test_an_unmigrated_database_exits_3_and_says_migrate(
     assert "not migrated" in err
     assert "run `results-realtime migrate`" in err
     assert "Traceback" not in err
-    assert "daemon.st" not in out  # refused before it started: neither started nor stopped
+    # refused before it started: neither started nor stopped, and the JSON log says why
+    assert "daemon.started" not in out
+    assert "daemon.stopped" not in out
+    abandoned = [json.loads(line) for line in out.splitlines() if "daemon.start_abandoned" in line]
+    assert [(e["level"], "not migrated" in e["reason"]) for e in abandoned] == [("warning", True)]
 
 
 async def test_pending_migrations_are_refused_by_name(

@@ -14,6 +14,7 @@ from daemon.commands.args import (
 )
 from daemon.config import Settings
 from daemon.db import connect
+from daemon.errors import ResultsRealtimeError, describe
 from daemon.heap import freeze_startup_heap
 from daemon.log import configure_logging, get_logger
 from daemon.pipeline.credentials import require_credential
@@ -139,7 +140,11 @@ async def serve(
 
 
 async def _start_and_run(settings: Settings, dsn: str | None, service: PipelineService) -> None:
-    await require_schema(settings, dsn)
+    try:
+        await require_schema(settings, dsn)
+    except ResultsRealtimeError as failure:  # as the service logs its own failed starts
+        log.warning("daemon.start_abandoned", reason=describe(failure))
+        raise
     await service.run()
 
 
