@@ -95,6 +95,7 @@ def configure_logging(*, level: str = "info", json: bool | None = None) -> None:
         old.close()
     root.addHandler(handler)
     root.setLevel(library_level)
+    logging.captureWarnings(True)  # Python's warnings (deprecations, say) as records too
 
 
 def get_logger(name: str) -> structlog.types.FilteringBoundLogger:

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # What asyncpg's pool logs, every retry, while the database is down (asyncpg/pool.py).
 POOL_WARNING = """
-import logging, os, sys
+import logging, os, sys, warnings
 from daemon.log import configure_logging, get_logger
 
 configure_logging(level=sys.argv[1], json=sys.argv[2] == "json")
@@ -40,6 +40,7 @@ logging.getLogger("aiohttp.client").info("a library's info")
 logging.getLogger("websockets.client").debug("a library's debug: a frame")
 get_logger("daemon").debug("daemon.debug_line")
 get_logger("daemon").warning("daemon.warning_line")
+warnings.warn("a library's deprecation notice", UserWarning)
 """
 
 SECRET = "hunter2-not-in-logs"
@@ -67,12 +68,16 @@ def test_a_library_warning_with_a_traceback_is_one_json_object() -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     lines = _json_lines(proc.stdout)
-    assert [(line["component"], line["event"]) for line in lines] == [
+    *records, warning = lines
+    assert [(line["component"], line["event"]) for line in records] == [
         ("asyncpg.pool", "Failed to restore the pool connection floor; retrying"),
         ("aiohttp.client", "a library's info"),
         ("daemon", "daemon.warning_line"),
     ]  # once each: the second configure_logging replaced its handler
-    pool, library_info, _ = lines
+    # Python's warnings too, instead of plain text on stderr
+    assert warning["component"] == "py.warnings"
+    assert "UserWarning: a library's deprecation notice" in warning["event"]
+    pool, library_info, _ = records
     assert pool["level"] == "warning"
     assert library_info["level"] == "info"
     for line in lines:
@@ -87,10 +92,12 @@ def test_library_records_below_the_level_are_dropped() -> None:
     proc = _run("warning", "json")
     assert proc.returncode == 0, proc.stderr
     events = [line["event"] for line in _json_lines(proc.stdout)]
-    assert events == [
+    assert events[:2] == [
         "Failed to restore the pool connection floor; retrying",
         "daemon.warning_line",
     ]
+    assert len(events) == 3
+    assert "a library's deprecation notice" in events[2]
 
 
 def test_at_debug_the_daemon_says_more_but_libraries_stay_at_info() -> None:
