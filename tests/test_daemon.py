@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import traceback
 import uuid
 from typing import Any
@@ -11,6 +12,7 @@ import asyncpg
 import pytest
 from structlog.testing import capture_logs
 
+from daemon.errors import PortInUseError
 from daemon.localpg import free_port
 from tests.support.capture_server import CaptureServer
 from tests.support.cells import assert_gapless, cell_is, cells_of, last_cell
@@ -396,6 +398,30 @@ async def test_flag_off_then_on(
         await submit_text(db, "a-text", school.pupils[1], "back on")
         await capture_server.wait_until(cell_is(school.channel(), "a-text", school.pupils[1]))
     assert last_cell(capture_server, school.channel(), "a-text", school.pupils[0]) is None
+
+
+@pytest.mark.parametrize("configured", [False, True])
+async def test_a_start_that_fails_leaves_the_flag_in_the_database_alone(
+    database_url: str, db: asyncpg.Connection, capture_server: CaptureServer, configured: bool
+) -> None:
+    # The flag is database-wide: flipping it on the way to a failed start switched off (or on)
+    # the triggers under the daemon already running.
+    state = "select enabled from results_realtime.runtime_state"
+    await db.execute("update results_realtime.runtime_state set enabled = $1", not configured)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        settings = fast_settings(
+            capture_server.url,
+            realtime={"enabled": configured},
+            daemon={"health_port": taken.getsockname()[1]},
+        )
+        with capture_logs() as logs, pytest.raises(PortInUseError) as failure:
+            async with running(database_url, settings):
+                pass
+    assert failure.value.exit_code == 5
+    assert "daemon.started" not in [e["event"] for e in logs]
+    assert await db.fetchval(state) is (not configured)
 
 
 async def test_health_reports_a_stalled_publish_as_degraded_until_it_delivers(

@@ -34,8 +34,9 @@ them. When several daemons share a database, one (the holder of an advisory lock
 others stand by and take over within about a second when its process dies, within 5 s when its
 host or network vanishes.
 
-The feature flag realtime.enabled (RESULTS_REALTIME_ENABLED) is mirrored into the database at
-start: when false the triggers record nothing and the daemon publishes nothing but stays healthy.
+The feature flag realtime.enabled (RESULTS_REALTIME_ENABLED) is mirrored into the database once
+the daemon is up (a start that fails leaves it alone): when false the triggers record nothing and
+the daemon publishes nothing but stays healthy.
 
 Before it starts, it checks the configuration, the credential and that every migration is
 applied (exit 2 or 3 with the fix, e.g. "run `results-realtime migrate`").

@@ -165,7 +165,6 @@ class PipelineService:
         credential = ServiceRoleCredential(s.realtime) if self._enabled else None
         self._pool = await self._create_pool()
         self._store = Store(self._pool, max_payload_bytes=s.publish.max_payload_bytes)
-        await self.store.set_enabled(self._enabled)
         self.metrics.enabled.set(1 if self._enabled else 0)
         if self._enabled:
             assert credential is not None
@@ -199,6 +198,11 @@ class PipelineService:
                 snapshot=self.snapshot,
             )
             await self.health.start()
+        # Only now, with everything it needs to run: a start that fails (or is stopped) leaves
+        # the database-wide flag, and with it a running leader, alone.
+        if self._stopping.is_set():
+            return
+        await self.store.set_enabled(self._enabled)
         log.info(
             "daemon.started",
             version=__version__,
