@@ -424,6 +424,22 @@ async def test_a_start_that_fails_leaves_the_flag_in_the_database_alone(
     assert await db.fetchval(state) is (not configured)
 
 
+@pytest.mark.parametrize("enabled", [True, False])
+async def test_a_stop_logs_the_same_events_enabled_or_not(
+    database_url: str, capture_server: CaptureServer, enabled: bool
+) -> None:
+    settings = fast_settings(capture_server.url, realtime={"enabled": enabled})
+    with capture_logs() as logs:
+        async with running(database_url, settings):
+            pass
+    events = [e["event"] for e in logs if e["event"].startswith("daemon.")]
+    after_start = events[events.index("daemon.started") + 1 :]
+    assert [e for e in after_start if e != "daemon.disabled"] == [
+        "daemon.stopping",
+        "daemon.stopped",
+    ]
+
+
 async def test_health_reports_a_stalled_publish_as_degraded_until_it_delivers(
     database_url: str, db: asyncpg.Connection, capture_server: CaptureServer, school: School
 ) -> None:

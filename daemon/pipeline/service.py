@@ -219,9 +219,19 @@ class PipelineService:
                 note="realtime.enabled is false (RESULTS_REALTIME_ENABLED): the triggers record "
                 "nothing and the daemon publishes nothing; /healthz stays 200",
             )
-            await self._stopping.wait()
+            await self._stop_requested()
             return
         await self._supervise()
+
+    async def _stop_requested(self) -> float:
+        """Wait for `stop()`, log it, and return the grace left for the batch in flight.
+
+        Shared by the disabled and the enabled daemon, so both log the same stop events.
+        """
+        await self._stopping.wait()
+        grace = self._left(self.shutdown.grace_s)
+        log.info("daemon.stopping", grace_s=round(grace, 3))
+        return grace
 
     async def _supervise(self) -> None:
         assert self.listener is not None
@@ -232,9 +242,7 @@ class PipelineService:
                 tg.create_task(self.leader.run(), name="leader"),
             ]
             self._lead_task = tg.create_task(self._lead(), name="lead")
-            await self._stopping.wait()
-            grace = self._left(self.shutdown.grace_s)
-            log.info("daemon.stopping", grace_s=round(grace, 3))
+            grace = await self._stop_requested()
             done, _ = await asyncio.wait({self._lead_task}, timeout=grace)
             if not done:
                 log.warning("daemon.stop_forced", note="the batch in flight stays staged")
