@@ -97,6 +97,24 @@ async def test_terminated_backend_reconnects_listens_again_and_requests_catch_up
         await asyncio.wait_for(listener.wake.wait(), 5)
 
 
+async def test_a_reconnect_is_proven_by_a_probe_before_it_counts_as_recovered(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    # /healthz is green only while the last probe is recent: a recovery that waited for the next
+    # periodic probe stayed 503 for up to a probe interval. With an interval far beyond the test,
+    # only the reconnect itself can have probed.
+    slow = DaemonSettings(probe_interval_s=600, probe_timeout_s=0.5, reconnect_max_backoff_s=0.1)
+    async with logs() as captured, Running(database_url, slow) as listener:
+        before = listener.last_probe_ok_at
+        assert before is not None
+        assert await db.fetchval("select pg_terminate_backend($1)", listener.backend_pid)
+        await eventually(has(captured, "listener.recovered"), what="listener.recovered")
+        after = listener.last_probe_ok_at
+        assert after is not None
+        assert after > before
+        assert listener.connected
+
+
 async def test_garbage_notifications_are_logged_and_harmless(
     database_url: str, db: asyncpg.Connection
 ) -> None:

@@ -123,10 +123,13 @@ class Listener:
         token = f"{self._probe_prefix}:{self._probe_counter}"
         echo: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._probes[token] = echo
+        timeout_s = self._settings.probe_timeout_s
         try:
-            async with asyncio.timeout(self._settings.probe_timeout_s):
+            async with asyncio.timeout(timeout_s):
                 await conn.execute(query("runtime_notify"), self._probe_channel, token)
                 await echo
+        except TimeoutError:  # with a message: a failed reconnect logs it
+            raise TimeoutError(f"the probe's echo did not come back within {timeout_s}s") from None
         finally:
             self._probes.pop(token, None)
         self.last_probe_ok_at = datetime.now(UTC)
@@ -150,12 +153,16 @@ class Listener:
                 return f"probe failed: {exc!r}"
 
     def _mark_lost(self, reason: str) -> None:
+        log.warning("listener.lost", reason=reason)
+        self._discard()
+
+    def _discard(self) -> None:
+        """Forget the connection at once: a hung socket will not close politely."""
         self.connected = False
         self._metrics.listener_connected.set(0)
-        log.warning("listener.lost", reason=reason)
         conn, self._conn = self._conn, None
         if conn is not None and not conn.is_closed():
-            conn.terminate()  # a hung socket will not close politely
+            conn.terminate()
 
     async def _reconnect(self) -> int:
         attempt = 0
@@ -168,8 +175,10 @@ class Listener:
             await asyncio.sleep(self._random.uniform(delay / 2, delay))
             try:
                 await self._connect()
+                await self.probe()  # a real round trip proves the session (and makes health green)
                 return attempt
             except Exception as exc:
+                self._discard()
                 log.info("listener.reconnect_failed", attempt=attempt, error=str(exc))
 
     async def _connect(self) -> None:
