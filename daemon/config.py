@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from daemon.errors import ConfigError
 
@@ -51,8 +58,24 @@ DSN_FORM = "postgresql://user:password@host:5432/dbname"
 _KEYWORD_DSN = re.compile(r"^\s*[A-Za-z_]+\s*=")
 
 
+_NUMBER_KINDS: dict[object, str] = {int: "an integer", float: "a number"}
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # inf passes every lower bound, and a timer or a sleep of inf seconds raises OverflowError
+    # long after start-up: refuse it (and nan) here, where the error names the key.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_for_a_number(cls, value: object, info: ValidationInfo) -> object:
+        """Lax mode reads `health_port = true` as port 1; a boolean there is a mistake. Strict
+        mode is not the cure: environment values are strings ("10") that lax mode parses."""
+        if isinstance(value, bool) and info.field_name:
+            kind = _NUMBER_KINDS.get(cls.model_fields[info.field_name].annotation)
+            if kind:
+                raise ValueError(f"expected {kind}, not a boolean")
+        return value
 
 
 class DatabaseSettings(_Section):
@@ -314,6 +337,8 @@ def load_settings(
                 problems.append(f"{dotted} (from {where}): unknown key; {hint}")
             else:
                 message = str(error["msg"]).removeprefix("Value error, ")
+                if error["type"] == "finite_number":  # pydantic: "Input should be a finite ..."
+                    message = "expected a finite number, not inf or nan"
                 got = _shown(tuple(loc[:2]), error.get("input"))
                 problems.append(f"{dotted} (from {where}): {message}; got {got!r}")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None
@@ -430,6 +455,12 @@ def http_url_problem(url: str) -> str | None:
         return f"no host name; {expected}"
     if port == 0:
         return f"port 0 is not a port to connect to; {expected}"
+    if "?" in url or "#" in url:  # paths are appended to it: ...?x=1/realtime/v1/api/broadcast
+        return (
+            "it has a query string (?...) or fragment (#...); remove it: expected the project "
+            "URL alone, such as https://<ref>.supabase.co (the daemon appends /realtime/v1/... "
+            "to it)"
+        )
     return None
 
 

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from daemon.config import Override, known_env_names, load_settings, redact_dsn, redacted
+from daemon.config import (
+    Override,
+    Settings,
+    env_name,
+    known_env_names,
+    load_settings,
+    redact_dsn,
+    redacted,
+)
 from daemon.errors import ConfigError
 
 
@@ -325,3 +334,87 @@ def test_a_prefixed_guess_at_a_well_known_variable_names_the_real_one(
     assert f"environment variable {name}: no setting has this name" in message
     assert f"{key}'s environment variable is {twin}" in message
     assert "TEACHER_TOKEN" not in message
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "kind"),
+    [
+        ("daemon", "health_port", "an integer"),
+        ("daemon", "shutdown_timeout_s", "a number"),
+        ("publish", "retry_max_attempts", "an integer"),
+        ("daemon", "batch_size", "an integer"),
+    ],
+)
+def test_a_boolean_for_a_number_is_refused_in_the_file_and_the_environment(
+    tmp_path: Path, section: str, key: str, kind: str
+) -> None:
+    """Lax validation read `health_port = true` as port 1 and a timeout of true as 1 s. A
+    boolean for a boolean (realtime.enabled) is still read, from both layers."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f"[realtime]\nenabled = false\n[{section}]\n{key} = true\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg, {})
+    message = str(info.value)
+    assert f"{section}.{key} (from {cfg}): expected {kind}, not a boolean; got True" in message
+    assert "realtime.enabled" not in message
+    name = env_name(section, key)
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, {name: "true", "RESULTS_REALTIME_ENABLED": "true"})
+    message = str(info.value)
+    assert f"{section}.{key} (from environment variable {name}): " in message
+    assert "realtime.enabled" not in message
+
+
+FLOAT_KEYS = [
+    (section, key)
+    for section, field in Settings.model_fields.items()
+    for key, inner in field.annotation.model_fields.items()  # type: ignore[union-attr]
+    if inner.annotation is float
+]
+
+
+@pytest.mark.parametrize(("section", "key"), FLOAT_KEYS, ids=[f"{s}.{k}" for s, k in FLOAT_KEYS])
+def test_every_float_setting_refuses_inf_and_nan(tmp_path: Path, section: str, key: str) -> None:
+    """An infinite timeout passed validation, then threading.Timer raised OverflowError at stop."""
+    assert {("daemon", "shutdown_timeout_s"), ("database", "connect_timeout_s")} <= set(FLOAT_KEYS)
+    name = env_name(section, key)
+    for value in ("inf", "-inf", "Infinity", "1e400", "nan"):
+        with pytest.raises(ConfigError) as info:
+            load_settings(None, {name: value})
+        assert (
+            f"{section}.{key} (from environment variable {name}): expected a finite number, "
+            f"not inf or nan; got {value!r}"
+        ) in str(info.value)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f"[{section}]\n{key} = inf\n")
+    with pytest.raises(ConfigError, match=rf"{section}\.{key} \(from .*\): expected a finite"):
+        load_settings(cfg, {})
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "http://127.0.0.1:54400?x=1",
+        "https://ref.supabase.co/?apikey=abc",
+        "https://ref.supabase.co#x",
+        "http://127.0.0.1:54321?",
+    ],
+)
+def test_a_realtime_url_with_a_query_or_fragment_is_refused(tmp_path: Path, value: str) -> None:
+    """The daemon appends /realtime/v1/api/broadcast: ?x=1/realtime/v1/api/broadcast."""
+    expected = (
+        "it has a query string (?...) or fragment (#...); remove it: expected the project URL "
+        "alone, such as https://<ref>.supabase.co"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, {"SUPABASE_URL": value})
+    assert f"realtime.url (from environment variable SUPABASE_URL): {expected}" in str(info.value)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[realtime]\nurl = "{value}"\n')
+    with pytest.raises(ConfigError, match=r"realtime\.url \(from .*\): it has a query string"):
+        load_settings(cfg, {})
+    option = {("realtime", "url"): Override("--url", value)}  # watch --url
+    with pytest.raises(ConfigError, match=r"realtime\.url \(from --url\): it has a query string"):
+        load_settings(None, {}, option)
+    project_url = re.split(r"[?#]", value)[0]  # what the message says to do
+    assert load_settings(None, {"SUPABASE_URL": project_url}).realtime.url == project_url
