@@ -389,3 +389,57 @@ async def test_with_pg_variables_it_names_the_server_it_reached(
     assert code == 0, err
     assert f"ok    database    {user}@{host}:{port}/{database} (from PG* variables)" in out
     assert "(or localhost:5432)" not in out
+
+
+@pytest.mark.parametrize(
+    "secrets",
+    [{}, {"SUPABASE_JWT_SECRET": "short"}],
+    ids=["no credential", "a short jwt secret"],
+)
+async def test_with_realtime_off_the_realtime_check_is_skipped_as_run_needs_no_credential(
+    database_url: str, tmp_path: Path, secrets: dict[str, str]
+) -> None:
+    """`RESULTS_REALTIME_ENABLED=false run` starts without a Realtime credential: check too."""
+    env = cli_env(
+        database_url,
+        None,
+        SUPABASE_URL=f"http://127.0.0.1:{free_port()}",  # nothing there: no request is made
+        RESULTS_REALTIME_ENABLED="false",
+        **secrets,
+    )
+    code, out, err = await run_cli(["check"], env, tmp_path)
+    assert code == 0, err
+    assert "skip  realtime    realtime.enabled is off: `run` publishes nothing" in out
+    assert "ok    realtime" not in out
+    assert "all checks passed" in out
+    assert "Realtime credential" not in err
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        (
+            {"RESULTS_REALTIME_DAEMON_SHUTDOWN_TIMEOUT_S": "inf"},
+            "daemon.shutdown_timeout_s (from environment variable "
+            "RESULTS_REALTIME_DAEMON_SHUTDOWN_TIMEOUT_S): expected a finite number",
+        ),
+        (
+            {"SUPABASE_URL": "http://127.0.0.1:54400?x=1"},
+            "realtime.url (from environment variable SUPABASE_URL): it has a query string",
+        ),
+        ({"config": "[daemon]\nhealth_port = true\n"}, "expected an integer, not a boolean"),
+    ],
+    ids=["inf", "url query", "toml boolean"],
+)
+async def test_a_value_validation_used_to_let_through_is_a_configuration_error(
+    capture_server: CaptureServer, tmp_path: Path, setting: dict[str, str], expected: str
+) -> None:
+    dsn = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"  # never reached
+    config = tmp_path / "c.toml"
+    config.write_text(setting.get("config", ""))
+    env = cli_env(dsn, capture_server.url, **{k: v for k, v in setting.items() if k != "config"})
+    code, _, err = await run_cli(["check", "--config", str(config)], env, tmp_path)
+    assert code == 2, err
+    assert expected in err
+    assert "Traceback" not in err
+    assert capture_server.requests == []

@@ -28,7 +28,8 @@ HELP = "validate the configuration, the database, LISTEN and Realtime, then exit
 DESCRIPTION = """\
 Checks, in order, and stops at the first failure:
   1. the configuration (config.toml + environment) is valid, and a Realtime credential is set
-     (SUPABASE_SERVICE_ROLE_KEY, or SUPABASE_JWT_SECRET for local development);
+     (SUPABASE_SERVICE_ROLE_KEY, or SUPABASE_JWT_SECRET for local development); with
+     realtime.enabled off, `run` publishes nothing, so neither it nor Realtime is checked;
   2. PostgreSQL answers at DATABASE_URL;
   3. every migration is applied (else: run `results-realtime migrate`);
   4. LISTEN works: a NOTIFY sent on the connection comes back (it does not behind a
@@ -61,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     options = {key: override.option for key, override in setting_options_given(args).items()}
     print_config(redacted(settings), options)
     dsn = settings.database.url
-    credential = ServiceRoleCredential(settings.realtime)
+    # what `run` requires: a credential only while realtime.enabled is on
+    credential = ServiceRoleCredential(settings.realtime) if settings.realtime.enabled else None
     ok("config", config_source(args.config, sorted(options.values())))
     warnings = run_interruptibly(_check(settings, dsn, credential))
     print(
@@ -111,7 +113,13 @@ def warn(what: str, detail: str) -> None:
     print(f"warn  {what:<11} {detail}")
 
 
-async def _check(settings: Settings, dsn: str | None, credential: ServiceRoleCredential) -> int:
+def skip(what: str, detail: str) -> None:
+    print(f"skip  {what:<11} {detail}")
+
+
+async def _check(
+    settings: Settings, dsn: str | None, credential: ServiceRoleCredential | None
+) -> int:
     """Raises at the first failure; returns the number of warnings."""
     conn = await connect(dsn, connect_timeout=settings.database.connect_timeout_s, role="check")
     try:
@@ -197,7 +205,14 @@ async def _check_listen(settings: Settings, dsn: str | None) -> None:
     ok("listen", f"NOTIFY round trip in {(time.monotonic() - started) * 1000:.0f} ms")
 
 
-async def _check_realtime(settings: Settings, credential: ServiceRoleCredential) -> None:
+async def _check_realtime(settings: Settings, credential: ServiceRoleCredential | None) -> None:
+    if credential is None:  # realtime.enabled is off
+        skip(
+            "realtime",
+            "realtime.enabled is off: `run` publishes nothing, so neither Realtime nor a "
+            "credential (SUPABASE_SERVICE_ROLE_KEY, SUPABASE_JWT_SECRET) is needed",
+        )
+        return
     url = settings.realtime.url.rstrip("/") + BROADCAST_PATH
     token = credential.token()
     headers = {"apikey": token, "Authorization": f"Bearer {token}"}
