@@ -222,29 +222,33 @@ async def test_an_unmigrated_database_exits_3_and_says_migrate(
     assert [(e["level"], "not migrated" in e["reason"]) for e in abandoned] == [("warning", True)]
 
 
-async def test_pending_migrations_are_refused_by_name(
-    database_url: str, db: asyncpg.Connection, capture_server: CaptureServer, tmp_path: Path
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [
+        (
+            "delete from results_realtime.schema_migrations where version = 11",
+            "pending migrations 0011_flags_mirror",
+        ),
+        (  # without its triggers a daemon would run healthy and publish nothing
+            "drop trigger results_realtime_insert_v1 on public.submissions",
+            "the realtime triggers are missing (public.submissions: results_realtime_insert_v1)",
+        ),
+    ],
+    ids=["pending migration", "missing trigger"],
+)
+async def test_a_schema_that_is_not_this_versions_is_refused_by_name(
+    database_url: str,
+    db: asyncpg.Connection,
+    capture_server: CaptureServer,
+    tmp_path: Path,
+    damage: str,
+    named: str,
 ) -> None:
-    await db.execute("delete from results_realtime.schema_migrations where version = 11")
+    await db.execute(damage)
     env = cli_env(database_url, capture_server.url)
     code, out, err = await run_cli(["run", "--health-port", "0"], env, tmp_path)
     assert code == 3, out
-    assert "pending migrations 0011_flags_mirror" in err
-    assert "run `results-realtime migrate`" in err
-    assert "leader.acquired" not in out
-
-
-async def test_missing_triggers_are_refused_by_name(
-    database_url: str, db: asyncpg.Connection, capture_server: CaptureServer, tmp_path: Path
-) -> None:
-    """Without its triggers a daemon would run healthy and publish nothing."""
-    await db.execute("drop trigger results_realtime_insert_v1 on public.submissions")
-    env = cli_env(database_url, capture_server.url)
-    code, out, err = await run_cli(["run", "--health-port", "0"], env, tmp_path)
-    assert code == 3, out
-    assert (
-        "the realtime triggers are missing (public.submissions: results_realtime_insert_v1)" in err
-    )
+    assert named in err
     assert "run `results-realtime migrate`" in err
     assert "leader.acquired" not in out
 

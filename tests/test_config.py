@@ -48,12 +48,17 @@ def test_bad_value_names_key_source_and_expectation(tmp_path: Path) -> None:
     assert "integer" in message
 
 
-def test_unknown_key_suggests_the_closest(tmp_path: Path) -> None:
+def file_refusal(tmp_path: Path, text: str) -> tuple[Path, str]:
+    """A config file holding `text`, and the message of the ConfigError that refuses it."""
     cfg = tmp_path / "c.toml"
-    cfg.write_text("[daemon]\nbatch_sise = 3\n")
+    cfg.write_text(text)
     with pytest.raises(ConfigError) as info:
         load_settings(cfg, {})
-    message = str(info.value)
+    return cfg, str(info.value)
+
+
+def test_unknown_key_suggests_the_closest(tmp_path: Path) -> None:
+    cfg, message = file_refusal(tmp_path, "[daemon]\nbatch_sise = 3\n")
     assert f"daemon.batch_sise (from {cfg}): unknown key; did you mean batch_size?" in message
     assert "log_level" not in message  # a suggestion, not the whole list
 
@@ -73,11 +78,7 @@ def test_unknown_section_suggests_the_closest(tmp_path: Path) -> None:
 
 
 def test_a_key_outside_any_section_names_its_section(tmp_path: Path) -> None:
-    cfg = tmp_path / "c.toml"
-    cfg.write_text("batch_size = 3\n")
-    with pytest.raises(ConfigError) as info:
-        load_settings(cfg, {})
-    message = str(info.value)
+    _, message = file_refusal(tmp_path, "batch_size = 3\n")
     assert "batch_size is outside any section; put it under [daemon]" in message
     assert "unknown section" not in message
 
@@ -230,11 +231,7 @@ def test_a_directory_as_config_file_is_a_config_error(tmp_path: Path) -> None:
     [("service_role_key", "SUPABASE_SERVICE_ROLE_KEY"), ("jwt_secret", "SUPABASE_JWT_SECRET")],
 )
 def test_a_secret_in_the_config_file_is_refused(tmp_path: Path, key: str, env: str) -> None:
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[realtime]\n{key} = "eyJsecretinfile"\n')
-    with pytest.raises(ConfigError) as info:
-        load_settings(cfg, {})
-    message = str(info.value)
+    cfg, message = file_refusal(tmp_path, f'[realtime]\n{key} = "eyJsecretinfile"\n')
     assert f"realtime.{key} (from {cfg})" in message
     assert f"set environment variable {env} instead" in message
     assert "eyJsecretinfile" not in message
@@ -350,11 +347,8 @@ def test_a_boolean_for_a_number_is_refused_in_the_file_and_the_environment(
 ) -> None:
     """Lax validation read `health_port = true` as port 1 and a timeout of true as 1 s. A
     boolean for a boolean (realtime.enabled) is still read, from both layers."""
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(f"[realtime]\nenabled = false\n[{section}]\n{key} = true\n")
-    with pytest.raises(ConfigError) as info:
-        load_settings(cfg, {})
-    message = str(info.value)
+    text = f"[realtime]\nenabled = false\n[{section}]\n{key} = true\n"
+    cfg, message = file_refusal(tmp_path, text)
     assert f"{section}.{key} (from {cfg}): expected {kind}, not a boolean; got True" in message
     assert "realtime.enabled" not in message
     name = env_name(section, key)
