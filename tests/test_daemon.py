@@ -377,6 +377,11 @@ async def test_two_daemons_publish_each_message_once(
 async def test_flag_off_then_on(
     database_url: str, db: asyncpg.Connection, capture_server: CaptureServer, school: School
 ) -> None:
+    channel = school.channel()
+    async with running(database_url, fast_settings(capture_server.url)):
+        await submit_text(db, "a-text", school.pupils[0], "before")
+        await capture_server.wait_until(cell_is(channel, "a-text", school.pupils[0]))
+    [before] = capture_server.by_channel()[channel]
     port = free_port()
     off = fast_settings(
         capture_server.url, realtime={"enabled": False}, daemon={"health_port": port}
@@ -392,12 +397,17 @@ async def test_flag_off_then_on(
             assert body["enabled"] is False
             assert body["status"] == "disabled"
     assert "daemon.disabled" in [e["event"] for e in logs]
-    assert capture_server.requests == []
+    assert len(capture_server.by_channel()[channel]) == 1  # nothing published while off
     async with running(database_url, fast_settings(capture_server.url)):
         assert await db.fetchval("select enabled from results_realtime.runtime_state") is True
         await submit_text(db, "a-text", school.pupils[1], "back on")
-        await capture_server.wait_until(cell_is(school.channel(), "a-text", school.pupils[1]))
-    assert last_cell(capture_server, school.channel(), "a-text", school.pupils[0]) is None
+        await capture_server.wait_until(cell_is(channel, "a-text", school.pupils[1]))
+    # pupils[0]'s answer while off was never recorded, so a page subscribed all along must
+    # refetch: the first message after the flag came back on does not follow the last one.
+    assert last_cell(capture_server, channel, "a-text", school.pupils[0]) == before["payload"]
+    after = capture_server.by_channel()[channel][-1]["payload"]
+    assert after["prevSeq"] != before["payload"]["seq"]
+    assert after["seq"] == before["payload"]["seq"] + 10_001
 
 
 @pytest.mark.parametrize("configured", [False, True])

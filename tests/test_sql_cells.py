@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
+import uuid
 from datetime import datetime
 from typing import Any
+
+import pytest
 
 from daemon.pipeline.store import OutgoingMessage, Store
 from tests.fixtures.pipeline import School
@@ -178,6 +182,38 @@ async def test_upload_path_with_trailing_folder_only_does_not_count(
     )
     cell = await only_cell(store)
     assert cell["uploadCount"] == 1
+
+
+@pytest.mark.parametrize(
+    ("tail", "counted"),
+    [
+        ("file.pdf", 1),
+        ("deep/er/file.pdf", 1),
+        ("dir/", 1),  # a "folder" object below the cell's folder is an object like any other
+        ("deep//x", 1),
+        ("", 0),  # the cell's folder itself
+        (".emptyFolderPlaceholder", 0),  # Storage's folder marker
+        ("sub/.emptyFolderPlaceholder", 0),
+    ],
+)
+async def test_an_object_maps_to_its_cell_exactly_when_the_cell_counts_it(
+    school: School, tail: str, counted: int
+) -> None:
+    """Else creating or deleting it would change the cell without an event."""
+    name = school.path("A2", school.p2, tail)
+    await school.conn.execute(
+        "insert into storage.objects (bucket_id, name) values ('submissions', $1)", name
+    )
+    mapped = await school.conn.fetchrow(
+        "select * from results_realtime.object_cell_v1('submissions', $1)", name
+    )
+    state = await school.conn.fetchval(
+        "select state from results_realtime.cell_state_v2(array['A2'], array[$1::uuid])",
+        uuid.UUID(school.p2),
+    )
+    assert json.loads(state)["uploadCount"] == counted
+    assert mapped is not None
+    assert (mapped["pupil_id"] is not None) == bool(counted), dict(mapped)
 
 
 async def test_a_pupil_in_two_groups_gets_a_message_on_each_channel(

@@ -152,6 +152,37 @@ async def test_object_cell_maps_a_valid_path(school: School) -> None:
     assert tuple(row) == ("L1", "A2", uuid.UUID(school.p1))
 
 
+async def test_realtime_turned_back_on_in_any_way_leaves_a_seq_gap(
+    school: School, store: Store
+) -> None:
+    """Changes made while it was off were never recorded: open pages must see a gap, refetch."""
+    conn = school.conn
+    await conn.execute(
+        "insert into results_realtime.channel_sequences (channel, last_seq)"
+        " values ('assignment_results:G1:L1', 5)"
+    )
+
+    async def last_seq() -> int:
+        value = await conn.fetchval("select last_seq from results_realtime.channel_sequences")
+        assert isinstance(value, int)
+        return value
+
+    await store.set_enabled(True)  # on, and on again (a daemon's start): nothing was missed
+    assert await last_seq() == 5
+    await conn.execute("update results_realtime.runtime_state set enabled = false")
+    assert await last_seq() == 5
+    await conn.execute("update results_realtime.runtime_state set enabled = true")  # by hand
+    assert await last_seq() == 10_005
+    await store.set_enabled(False)
+    await store.set_enabled(True)  # a daemon started with the flag on
+    assert await last_seq() == 20_005
+    await conn.execute("delete from results_realtime.runtime_state")  # off too
+    await conn.execute(
+        "insert into results_realtime.runtime_state (singleton, enabled) values (true, true)"
+    )
+    assert await last_seq() == 30_005
+
+
 async def test_flag_off_records_nothing_and_on_again_records(school: School, store: Store) -> None:
     await store.set_enabled(False)
     assert (await store.flags_state()).enabled is False
