@@ -119,6 +119,7 @@ class DaemonSettings(_Section):
     probe_timeout_s: float = Field(default=2.0, gt=0)
     leader_poll_interval_s: float = Field(default=1.0, gt=0, le=4)
     reconnect_max_backoff_s: float = Field(default=5.0, gt=0)
+    max_lag_s: float = Field(default=60.0, gt=0)
     shutdown_timeout_s: float = Field(default=10.0, gt=0)
     health_host: str = "127.0.0.1"
     health_port: int = Field(default=8085, ge=0, le=65535, description="0 turns it off.")

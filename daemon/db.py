@@ -128,6 +128,7 @@ async def connect(
     server_settings: dict[str, str] | None = None,
     purpose: str = "",
     role: str = "",
+    command_timeout: float | None = None,
 ) -> asyncpg.Connection:
     """One connection; dsn None or "" means libpq's PG* variables.
 
@@ -136,7 +137,10 @@ async def connect(
     _check_dsn(dsn)
     try:
         conn: asyncpg.Connection = await asyncpg.connect(
-            dsn or None, timeout=connect_timeout, server_settings=_settings(role, server_settings)
+            dsn or None,
+            timeout=connect_timeout,
+            server_settings=_settings(role, server_settings),
+            command_timeout=command_timeout,
         )
     except _SETTINGS_ERRORS + _CONNECT_ERRORS as exc:
         raise connect_error(dsn, exc, purpose, connect_timeout) from exc

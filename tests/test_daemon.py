@@ -487,6 +487,58 @@ async def test_health_reports_a_stalled_publish_as_degraded_until_it_delivers(
         await eventually(is_ok, what="/healthz ok once delivered")
 
 
+async def test_a_work_loop_stuck_behind_a_lock_is_degraded_and_its_statement_is_cancelled(
+    database_url: str, db: asyncpg.Connection, capture_server: CaptureServer, school: School
+) -> None:
+    """Found by a review: the leader said "ok" for minutes while a lock held its staging."""
+    port = free_port()
+    settings = fast_settings(capture_server.url, daemon={"health_port": port, "max_lag_s": 1.0})
+    blocker = await asyncpg.connect(database_url)
+    try:
+        with capture_logs() as logs:
+            async with running(database_url, settings), aiohttp.ClientSession() as http:
+
+                async def health() -> dict[str, Any]:
+                    async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
+                        body: dict[str, Any] = await response.json()
+                        body["http_status"] = response.status
+                        return body
+
+                assert (await health())["behind"] == []
+                lock = blocker.transaction()
+                await lock.start()
+                await blocker.execute("lock table results_realtime.channel_sequences in share mode")
+                await submit_text(db, "a-text", school.pupils[0], "behind a lock")
+                seen: dict[str, Any] = {}
+
+                async def is_degraded() -> bool:
+                    seen.update(await health())
+                    return seen["status"] == "degraded"
+
+                await eventually(is_degraded, what="/healthz degraded")
+                assert seen["http_status"] == 200
+                assert seen["problems"] == []
+                [reason] = seen["behind"]
+                assert reason.startswith("work: the oldest change waiting is ")
+                await eventually(
+                    lambda: any(e["event"] == "pipeline.cycle_failed" for e in logs),
+                    what="the stuck statement cancelled",
+                )
+                await lock.rollback()
+                await capture_server.wait_until(
+                    cell_is(school.channel(), "a-text", school.pupils[0])
+                )
+
+                async def is_ok() -> bool:
+                    return (await health())["status"] == "ok"
+
+                await eventually(is_ok, what="/healthz ok once delivered")
+    finally:
+        await blocker.close()
+    [failed, *_] = [e for e in logs if e["event"] == "pipeline.cycle_failed"]
+    assert "canceling statement due to statement timeout" in failed["error"]
+
+
 async def test_health_and_metrics_endpoints(
     database_url: str, db: asyncpg.Connection, capture_server: CaptureServer, school: School
 ) -> None:

@@ -2,8 +2,9 @@
 
 /healthz answers 200 when the daemon does its job (or is switched off on purpose) and 503 when it
 cannot: the LISTEN connection is down, its probe is stale, or the database does not answer. When
-Realtime refuses or cannot be reached, the status is "degraded" with 200: the changes wait, staged,
-and restarting the daemon would not bring Realtime back.
+Realtime refuses or cannot be reached, or the leader's oldest waiting change is older than
+daemon.max_lag_s (its work is stuck behind a lock, say), the status is "degraded" with 200: the
+changes wait, and restarting the daemon would not make them move.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ class Health:
     listener: ListenerState | None
     outbox: OutboxState
     publishing: PublishingState = PublishingState(stalled_since=None, reason=None)
-    problems: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()  # why it is unhealthy
+    behind: tuple[str, ...] = ()  # why it is degraded: changes wait longer than they should
 
     @property
     def http_status(self) -> int:
@@ -58,6 +60,7 @@ class Health:
     def as_json(self) -> dict[str, Any]:
         body = asdict(self)
         body["problems"] = list(self.problems)
+        body["behind"] = list(self.behind)
         return body
 
 

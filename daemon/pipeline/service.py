@@ -65,6 +65,7 @@ _POOL_MAX_SIZE = 4
 # running it for a few keys. The work connection's statements are prepared once and reuse a generic
 # plan (the keys are looked up by index either way; bench 'burst' checks the 5,000-key case).
 _WORK_SESSION = {"plan_cache_mode": "force_generic_plan"}
+_SILENT_CONNECTION_MARGIN_S = 5.0
 # Outbox rows per claim in a burst. Bench 'burst': 10,000 peaked at 112 MiB RSS, 5,000 at 94.
 _MAX_CLAIM = 5_000
 # Of daemon.shutdown_timeout_s: closing the connections gets this share (at most _CLOSE_MAX_S),
@@ -345,12 +346,17 @@ class PipelineService:
         N+1 while the POST of batch N is in flight; a handoff of one batch keeps them in step,
         and the publisher sends strictly in staging order (seqs are assigned at staging).
         """
+        max_lag_s = self.settings.daemon.max_lag_s
         conn = await connect(
             self.dsn,
             connect_timeout=self.settings.database.connect_timeout_s,
-            server_settings=_WORK_SESSION,
+            # A statement stuck for max_lag_s (behind a lock someone else holds) is cancelled by
+            # the server and the cycle retried, logged as pipeline.cycle_failed; the client's own
+            # timeout, a little later, is for a connection gone silent.
+            server_settings={**_WORK_SESSION, "statement_timeout": f"{max_lag_s * 1000:.0f}"},
             purpose="for the work loop",
             role="work",
+            command_timeout=max_lag_s + _SILENT_CONNECTION_MARGIN_S,
         )
         try:
             await self.store.check_server_restart(conn=conn)
@@ -645,12 +651,23 @@ class PipelineService:
             if last is None or datetime.now(UTC) - last > stale:
                 problems.append("listener: probe is stale")
         stalled_since = self._stalled_since
+        behind: list[str] = []
+        if stalled_since:
+            behind.append(f"publishing: stalled ({self._stall_reason})")
+        max_lag_s = self.settings.daemon.max_lag_s
+        leading = bool(self.leader and self.leader.is_leader)
+        if leading and outbox.lag_s is not None and outbox.lag_s > max_lag_s:
+            # Only the leader judges its own work: a standby's restart would change nothing.
+            behind.append(
+                f"work: the oldest change waiting is {outbox.lag_s:.0f} s old (daemon.max_lag_s "
+                f"{max_lag_s:g}); the log says why (pipeline.cycle_failed)"
+            )
         if problems:
             status = "unhealthy"
         elif not self._enabled:
             status = "disabled"
         else:
-            status = "degraded" if stalled_since else "ok"
+            status = "degraded" if behind else "ok"
         return Health(
             status=status,
             enabled=self._enabled,
@@ -662,6 +679,7 @@ class PipelineService:
                 reason=self._stall_reason if stalled_since else None,
             ),
             problems=tuple(problems),
+            behind=tuple(behind),
         )
 
 
