@@ -386,6 +386,9 @@ def _apply_refresh(
         or (scope in ("cell", "pupil") and pupil is None)
         or (scope in ("cell", "activity") and activity is None)
     ):
+        # A refresh carries no cells: a load already under way may have read before its changes,
+        # so the snapshot that ends the load must be at least as new as the refresh.
+        state = replace(state, required_seq=max(state.required_seq or 0, seq))
         if any(e.scope == "assignment" for e in effects):
             return state, effects
         state, more = _request_assignment(state, reason)

@@ -298,7 +298,8 @@ class ResultsSubscription:
     def _refetch(self, request: RefetchRequest) -> None:
         key = _request_key(request)
         if key in self._in_flight:
-            # A rejoin must not be served by a read that started before the disconnect.
+            # Nor may a rejoin or a refresh be served by a read that started before it: that read
+            # may predate the disconnect or the refresh's change. Once it ends, one more runs.
             self._rerun[key] = request
             return
         if self._tasks is None:
@@ -355,9 +356,10 @@ class ResultsSubscription:
                     cells=len(snapshot.cells),
                 )
                 await self._inputs.put(_Fetched(request, snapshot))
-                if self._rerun.pop(key, None) is None:
+                queued = self._rerun.pop(key, None)
+                if queued is None:
                     return
-                request = replace(request, reason="rejoined")
+                request = queued
                 attempt = 0
         finally:
             self._in_flight.discard(key)

@@ -195,6 +195,9 @@ function applyRefresh(
     ((scope === 'cell' || scope === 'pupil') && pupilId === null) ||
     ((scope === 'cell' || scope === 'activity') && activityId === null)
   ) {
+    // A refresh carries no cells: a load already under way may have read before its changes, so
+    // the snapshot that ends the load must be at least as new as the refresh.
+    state = { ...state, requiredSeq: Math.max(state.requiredSeq ?? 0, seq) };
     if (effects.some((e) => e.scope === 'assignment')) return [state, effects];
     const [next, more] = requestAssignment(state, reason);
     return [next, [...effects, ...more]];

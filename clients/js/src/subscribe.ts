@@ -161,10 +161,12 @@ export function subscribeAssignmentResults(
     for (const request of effects) void runRefetch(request, 0);
   };
 
-  async function runRefetch(request: RefetchRequest, attempt: number, force = false): Promise<void> {
+  async function runRefetch(request: RefetchRequest, attempt: number): Promise<void> {
     if (stopped || denied) return;
     if (inFlight.some((r) => sameRequest(r, request))) {
-      if (force && !rerun.some((r) => sameRequest(r, request))) rerun.push(request);
+      // Nor may a rejoin or a refresh be served by a read that started before it: that read may
+      // predate the disconnect or the refresh's change. Once it ends, one more runs.
+      if (!rerun.some((r) => sameRequest(r, request))) rerun.push(request);
       return;
     }
     inFlight.push(request);
@@ -181,10 +183,7 @@ export function subscribeAssignmentResults(
       const [next, effects] = applySnapshot(state, snapshot, request);
       commit(next, effects);
       const again = rerun.findIndex((r) => sameRequest(r, request));
-      if (again >= 0) {
-        rerun.splice(again, 1);
-        void runRefetch({ ...request, reason: 'rejoined' }, 0);
-      }
+      if (again >= 0) void runRefetch(rerun.splice(again, 1)[0], 0);
     } catch (error) {
       remove(request);
       if (stopped || denied) return;
@@ -215,11 +214,11 @@ export function subscribeAssignmentResults(
     if (index >= 0) inFlight.splice(index, 1);
   }
 
-  function reload(reason: string, force = false): void {
+  function reload(reason: string): void {
     const [next, effects] = start(state, reason);
     if (effects.length === 0) {
       // An assignment refetch is already pending: make sure one runs (again, after a rejoin).
-      void runRefetch({ scope: 'assignment', reason, pupilId: null, activityId: null }, 0, force);
+      void runRefetch({ scope: 'assignment', reason, pupilId: null, activityId: null }, 0);
       return;
     }
     commit(next, effects);
@@ -246,7 +245,7 @@ export function subscribeAssignmentResults(
           channelAttempt = 0;
           setStatus('subscribed');
           // First join: the initial load. A rejoin: messages may have been missed meanwhile.
-          reload(everSubscribed ? 'rejoined' : 'initial', everSubscribed);
+          reload(everSubscribed ? 'rejoined' : 'initial');
           everSubscribed = true;
           break;
         case 'CHANNEL_ERROR': {

@@ -6,7 +6,12 @@ import { createClient, type SupabaseClient } from '@supabase/supabase-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
 import { getCell, refetchErrorCode, subscribeAssignmentResults } from '../src/index.js';
-import type { AssignmentSubscription, ConnectionStatus, MatrixState } from '../src/index.js';
+import type {
+  AssignmentSubscription,
+  ConnectionStatus,
+  MatrixState,
+  Refetch,
+} from '../src/index.js';
 import {
   answer,
   broadcast,
@@ -61,7 +66,14 @@ function userToken(sub: string): string {
 
 function watch(
   groupIndex: number,
-  options: { enabled?: boolean; pollIntervalMs?: number; token?: string; lessonId?: string } = {},
+  options: {
+    enabled?: boolean;
+    pollIntervalMs?: number;
+    token?: string;
+    lessonId?: string;
+    /** Wraps the refetch, e.g. to hold a read's answer back. */
+    wrapRefetch?: (read: Refetch) => Refetch;
+  } = {},
 ): Watched {
   const group = info.groups[groupIndex];
   const token = options.token ?? group.teacherToken;
@@ -77,7 +89,7 @@ function watch(
     supabase,
     { groupId: group.id, lessonId: options.lessonId ?? info.lessonId },
     {
-      refetch: refetchVia(info, token, refetches),
+      refetch: (options.wrapRefetch ?? ((read) => read))(refetchVia(info, token, refetches)),
       onError: (error) => errors.push(error),
       onChange: () => waiters.forEach((wake) => wake()),
       onStatus: (status) => {
@@ -152,6 +164,56 @@ describe('subscribeAssignmentResults against the hub and the daemon', () => {
     expect(state.lastSeq).toBe(seq);
     expect(getCell(state, other, 'act-explain')?.status).toBe('not_submitted');
     expect(w.refetches).toEqual(['assignment', pupil]);
+  });
+
+  it('reads a cell again when a second refresh names it while the first read is answering', async () => {
+    // The first read of the cell happens at once but its answer is held back; the cell changes,
+    // a second refresh names it: that refresh must not be served by the older read.
+    let firstReadDone!: () => void;
+    const firstRead = new Promise<void>((resolve) => (firstReadDone = resolve));
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let cellReads = 0;
+    const w = watch(0, {
+      wrapRefetch: (read) => async (args) => {
+        const snapshot = await read(args);
+        if (args.pupilId !== null && cellReads++ === 0) {
+          firstReadDone();
+          await held;
+        }
+        return snapshot;
+      },
+    });
+    await w.until((s) => s.loaded && w.sub.getStatus() === 'subscribed', 'loaded');
+    const group = info.groups[0];
+    const [pupil, other] = group.pupilIds.slice(7, 9);
+    await answer(info, other, 'act-define', 'so the channel has a seq');
+    await w.until(statusIs(other, 'act-define', 'submitted'), 'first message');
+    const refresh = async () => {
+      const seq = await reserveSeq(info, group.id);
+      await broadcast(info, group.id, 'result_refresh', {
+        assignmentId: `${group.id}__${info.lessonId}`,
+        groupId: group.id,
+        lessonId: info.lessonId,
+        scope: 'cell',
+        pupilId: pupil,
+        activityId: 'act-explain',
+        reason: 'too_large',
+        eventId: `test:${seq}`,
+        seq,
+        prevSeq: seq - 1,
+      });
+      return seq;
+    };
+    await refresh();
+    await firstRead;
+    await answer(info, pupil, 'act-explain', 'after the first read', true);
+    const second = await refresh();
+    await w.until((s) => s.lastSeq === second, 'second refresh received');
+    release();
+    const state = await w.until(statusIs(pupil, 'act-explain', 'submitted'), 'read again');
+    expect(state.counters.gaps).toBe(0);
+    expect(w.refetches.filter((r) => r === pupil)).toHaveLength(2);
   });
 
   it('refetches the whole assignment once on a gap', async () => {
