@@ -13,6 +13,7 @@ export {
   type Step,
 } from './reducer.js';
 export {
+  AlreadySubscribedError,
   isPermanentRefetchError,
   isPermanentRefusal,
   PERMANENT_JOIN_ERRORS,

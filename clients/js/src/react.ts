@@ -8,7 +8,7 @@
  * `deniedBy` is what made the status `denied` (the join's refusal or the refetch's error), so the
  * page can say why.
  */
-import { useEffect, useRef, useState } from 'react';
+import { useEffect, useMemo, useRef, useState } from 'react';
 
 import { emptyMatrix } from './reducer.js';
 import { type RealtimeHost, subscribeAssignmentResults } from './subscribe.js';
@@ -48,6 +48,7 @@ export function useAssignmentResults(
   useEffect(() => {
     setMatrix(emptyMatrix(groupId, lessonId));
     setDeniedBy(null);
+    setRefetching(false); // a refetch of the previous assignment ended with its subscription
     const subscription = subscribeAssignmentResults(
       supabase,
       { groupId, lessonId },
@@ -68,5 +69,11 @@ export function useAssignmentResults(
     };
   }, [supabase, groupId, lessonId, enabled, pollIntervalMs, maxBackoffMs]);
 
+  // Until the effect has run for new props, the state is still the previous assignment's: never
+  // show one group's marks under another's header, not even for one render.
+  const blank = useMemo(() => emptyMatrix(groupId, lessonId), [groupId, lessonId]);
+  if (matrix.groupId !== groupId || matrix.lessonId !== lessonId) {
+    return { matrix: blank, status: enabled ? 'connecting' : 'polling', refetching: false, deniedBy: null };
+  }
   return { matrix, status, refetching, deniedBy };
 }

@@ -113,6 +113,24 @@ export function isPermanentRefetchError(error: unknown): boolean {
   return code !== null && PERMANENT_REFETCH_CODES.has(code);
 }
 
+/**
+ * The channels this module's live subscriptions hold, per Supabase client. supabase-js gives a
+ * second `channel()` of a topic the first one's object, whose `subscribe()` then never answers: a
+ * second subscription to one assignment on one client would wait in 'connecting' for ever.
+ */
+const channelsInUse = new WeakMap<RealtimeHost, Set<string>>();
+
+/** Why a second subscription to the same assignment on the same client is refused. */
+export class AlreadySubscribedError extends Error {
+  constructor(readonly channel: string) {
+    super(
+      `already subscribed to ${channel} with this Supabase client: one subscription per ` +
+        'assignment and client; share its state between components (e.g. React context)',
+    );
+    this.name = 'AlreadySubscribedError';
+  }
+}
+
 const sameRequest = (a: RefetchRequest, b: RefetchRequest): boolean =>
   a.scope === b.scope && a.pupilId === b.pupilId && a.activityId === b.activityId;
 
@@ -139,6 +157,13 @@ export function subscribeAssignmentResults(
   /** Requests to run again when their in-flight read ends: it may predate a reconnect. */
   const rerun: RefetchRequest[] = [];
   const timers = new Set<ReturnType<typeof setTimeout>>();
+  const topic = channelName(groupId, lessonId);
+  let holdsTopic = false;
+  /** Lets another subscription of this client have the topic: this one ends or gives up. */
+  const releaseTopic = (): void => {
+    if (holdsTopic) channelsInUse.get(supabase)?.delete(topic);
+    holdsTopic = false;
+  };
 
   const later = (ms: number, fn: () => void): void => {
     const timer = setTimeout(() => {
@@ -201,6 +226,7 @@ export function subscribeAssignmentResults(
   /** A refetch refused for good: the channel goes, polling and retries end, the status says why. */
   function deny(error: unknown): void {
     denied = true;
+    releaseTopic();
     for (const timer of timers) clearTimeout(timer);
     timers.clear();
     rerun.length = 0;
@@ -229,7 +255,7 @@ export function subscribeAssignmentResults(
     // Private channels need the user's JWT on the socket before the join.
     await supabase.realtime.setAuth();
     if (stopped || denied) return;
-    const current = supabase.channel(channelName(groupId, lessonId), {
+    const current = supabase.channel(topic, {
       config: { private: true, broadcast: { self: false, ack: false } },
     });
     channel = current;
@@ -253,6 +279,7 @@ export function subscribeAssignmentResults(
           if (reason !== null && isPermanentRefusal(reason)) {
             // Removing the channel stops supabase-js from rejoining it: no retry, by design.
             channel = null;
+            releaseTopic();
             void supabase.removeChannel(current);
             setStatus('denied', error);
             handlers.onError?.(error);
@@ -286,7 +313,16 @@ export function subscribeAssignmentResults(
   }
 
   handlers.onStatus?.(status);
-  if (enabled) {
+  const inUse = channelsInUse.get(supabase) ?? new Set<string>();
+  channelsInUse.set(supabase, inUse);
+  if (enabled && inUse.has(topic)) {
+    denied = true;
+    const error = new AlreadySubscribedError(topic);
+    setStatus('denied', error);
+    handlers.onError?.(error);
+  } else if (enabled) {
+    inUse.add(topic);
+    holdsTopic = true;
     void openChannel().catch(onChannelFailure);
   } else {
     poll();
@@ -298,6 +334,7 @@ export function subscribeAssignmentResults(
     async unsubscribe() {
       if (stopped) return;
       stopped = true;
+      releaseTopic();
       for (const timer of timers) clearTimeout(timer);
       timers.clear();
       const current = channel;

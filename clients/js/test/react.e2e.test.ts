@@ -7,7 +7,7 @@ import { act, createElement, type ReactElement } from 'react';
 import { createRoot, type Root } from 'react-dom/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { getCell, refetchErrorCode } from '../src/index.js';
+import { getCell, type Refetch, refetchErrorCode } from '../src/index.js';
 import { type AssignmentResultsView, useAssignmentResults } from '../src/react.js';
 import { answer, refetchVia, startStack, type Stack } from './support/stack.js';
 
@@ -36,7 +36,8 @@ beforeAll(async () => {
 afterAll(async () => stack?.stop());
 
 /** Renders the hook and lets the test wait until what it returned satisfies a predicate. */
-function renderHook(props: Parameters<typeof useAssignmentResults>) {
+function renderHook(initial: Parameters<typeof useAssignmentResults>) {
+  let props = initial;
   const views: AssignmentResultsView[] = [];
   const waiters = new Set<() => void>();
   function Probe(): ReactElement | null {
@@ -69,7 +70,17 @@ function renderHook(props: Parameters<typeof useAssignmentResults>) {
       waiters.add(check);
       check();
     });
-  return { until, text: () => container.textContent, unmount: () => inAct(() => root.unmount()) };
+  return {
+    until,
+    views,
+    text: () => container.textContent,
+    /** Renders again with other props (as a parent would). */
+    rerender: (next: Parameters<typeof useAssignmentResults>) => {
+      props = next;
+      inAct(() => root.render(createElement(Probe)));
+    },
+    unmount: () => inAct(() => root.unmount()),
+  };
 }
 
 describe('useAssignmentResults', () => {
@@ -102,6 +113,33 @@ describe('useAssignmentResults', () => {
     expect(supabase.getChannels().map((c) => c.topic)).toContain(topic);
     await hook.unmount();
     await expect.poll(() => supabase.getChannels().map((c) => c.topic), { timeout: 5_000 }).not.toContain(topic);
+    await supabase.removeAllChannels();
+  });
+
+  it('never shows the previous assignment after a switch, nor its refetch', async () => {
+    const { info } = stack;
+    const [a, b] = info.groups;
+    const supabase = createClient(info.hubUrl, info.anonKey, {
+      accessToken: async () => a.teacherToken,
+    });
+    const read = refetchVia(info, a.teacherToken);
+    let reads = 0;
+    const refetch: Refetch = async (args) => (++reads === 2 ? new Promise(() => {}) : read(args));
+    const options = { refetch, enabled: false, pollIntervalMs: 100 }; // the 2nd poll never ends
+    const hook = renderHook([supabase, { groupId: a.id, lessonId: info.lessonId }, options]);
+    await hook.until((v) => v.matrix.loaded && v.refetching, 'loaded, then refetching');
+    const before = hook.views.length;
+    hook.rerender([supabase, { groupId: b.id, lessonId: info.lessonId }, options]);
+    const first = hook.views[before];
+    expect(first.matrix.groupId).toBe(b.id);
+    expect(first.matrix.loaded).toBe(false);
+    expect(first.refetching).toBe(false);
+    // a's teacher may not read b's results: b ends denied, with no refetch of a still shown
+    const denied = await hook.until((v) => v.status === 'denied', 'denied');
+    expect(refetchErrorCode(denied.deniedBy)).toBe('42501');
+    expect(denied.refetching).toBe(false);
+    expect(hook.views.slice(before).every((v) => v.matrix.groupId === b.id)).toBe(true);
+    await hook.unmount();
     await supabase.removeAllChannels();
   });
 

@@ -5,7 +5,12 @@ import { createHmac } from 'node:crypto';
 import { createClient, type SupabaseClient } from '@supabase/supabase-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
-import { getCell, refetchErrorCode, subscribeAssignmentResults } from '../src/index.js';
+import {
+  AlreadySubscribedError,
+  getCell,
+  refetchErrorCode,
+  subscribeAssignmentResults,
+} from '../src/index.js';
 import type {
   AssignmentSubscription,
   ConnectionStatus,
@@ -214,6 +219,35 @@ describe('subscribeAssignmentResults against the hub and the daemon', () => {
     const state = await w.until(statusIs(pupil, 'act-explain', 'submitted'), 'read again');
     expect(state.counters.gaps).toBe(0);
     expect(w.refetches.filter((r) => r === pupil)).toHaveLength(2);
+  });
+
+  it('refuses a second subscription to one assignment on one client at once, saying why', async () => {
+    // supabase-js hands the second channel() of a topic the first one's object, whose subscribe()
+    // never answers: the second subscription would wait in 'connecting' for ever.
+    const w = watch(0);
+    const { supabase } = open[open.length - 1];
+    const group = info.groups[0];
+    const again = (onStatus: (status: ConnectionStatus, error?: unknown) => void) => {
+      const sub = subscribeAssignmentResults(
+        supabase,
+        { groupId: group.id, lessonId: info.lessonId },
+        { refetch: refetchVia(info, group.teacherToken), onStatus },
+      );
+      open.push({ sub, supabase });
+      return sub;
+    };
+    const refused: [ConnectionStatus, unknown][] = [];
+    const second = again((status, error) => refused.push([status, error]));
+    expect(second.getStatus()).toBe('denied');
+    expect(refused.at(-1)?.[1]).toBeInstanceOf(AlreadySubscribedError);
+    await w.until((s) => s.loaded && w.sub.getStatus() === 'subscribed', 'the first one loads');
+    await w.sub.unsubscribe();
+    const third = await new Promise<ConnectionStatus>((resolve) => {
+      again((status) => {
+        if (status === 'subscribed' || status === 'denied') resolve(status);
+      });
+    });
+    expect(third).toBe('subscribed'); // the assignment is free again once the first one ended
   });
 
   it('refetches the whole assignment once on a gap', async () => {
