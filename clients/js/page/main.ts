@@ -27,6 +27,21 @@ const GLYPHS: Record<Cell['status'], string> = {
   ai_marked: '◆',
   teacher_marked: '★',
 };
+const STATUS_WORDS: Record<Cell['status'], string> = {
+  not_submitted: 'not submitted',
+  submitted: 'submitted',
+  ai_marked: 'AI-marked',
+  teacher_marked: 'teacher-marked',
+};
+
+/** What a screen reader says of a cell: the glyphs and the highlight say it only to the eye. */
+function cellWords(cell: Cell | undefined): string {
+  const words = [STATUS_WORDS[cell?.status ?? 'not_submitted']];
+  if (cell?.score !== null && cell?.score !== undefined) words.push(`score ${cell.score}`);
+  if (cell?.hasUpload) words.push(`${cell.uploadCount} ${cell.uploadCount === 1 ? 'file' : 'files'}`);
+  if (cell?.needsMarking) words.push('needs marking');
+  return words.join(', ');
+}
 
 const $ = <T extends HTMLElement>(selector: string): T => {
   const element = document.querySelector<T>(selector);
@@ -123,9 +138,12 @@ function render(state: MatrixState, names: Record<string, string>): void {
   $('#last-seq').textContent = state.lastSeq === null ? '-' : String(state.lastSeq);
   const head = $('#matrix thead');
   const headRow = document.createElement('tr');
-  headRow.append(th('pupil'));
+  const corner = th('pupil');
+  corner.scope = 'col';
+  headRow.append(corner);
   for (const activity of state.activities) {
     const cell = th(activity.title);
+    cell.scope = 'col';
     const kind = document.createElement('small');
     kind.textContent = activity.kind;
     cell.append(kind);
@@ -142,7 +160,8 @@ function render(state: MatrixState, names: Record<string, string>): void {
     const row = existing.get(pupilId) ?? document.createElement('tr');
     row.dataset.pupil = pupilId;
     const cells: HTMLTableCellElement[] = [];
-    const name = document.createElement('td');
+    const name = document.createElement('th');
+    name.scope = 'row';
     name.className = 'pupil';
     name.textContent = names[pupilId] ?? pupilId.slice(0, 8);
     cells.push(name);
@@ -174,14 +193,20 @@ function td(cell: Cell | undefined, pupilId: string, activityId: string): HTMLTa
   span.dataset.needsMarking = String(cell?.needsMarking ?? false);
   span.dataset.hasUpload = String(cell?.hasUpload ?? false);
   span.dataset.seq = String(cell?.seq ?? '');
-  span.textContent = GLYPHS[cell?.status ?? 'not_submitted'];
-  if (cell?.score !== null && cell?.score !== undefined) span.textContent += ` ${cell.score}`;
+  const shown = document.createElement('span');
+  shown.setAttribute('aria-hidden', 'true');
+  shown.textContent = GLYPHS[cell?.status ?? 'not_submitted'];
+  if (cell?.score !== null && cell?.score !== undefined) shown.textContent += ` ${cell.score}`;
   if (cell?.hasUpload) {
     const upload = document.createElement('span');
     upload.className = 'upload';
     upload.textContent = `⇪${cell.uploadCount}`;
-    span.append(upload);
+    shown.append(upload);
   }
+  const said = document.createElement('span');
+  said.className = 'sr-only';
+  said.textContent = cellWords(cell);
+  span.append(shown, said);
   out.append(span);
   return out;
 }

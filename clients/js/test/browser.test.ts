@@ -95,6 +95,15 @@ describe('the demo page', () => {
       .poll(() => cell(page, aiMarked, 'act-explain').getAttribute('data-status'), { timeout: 15_000 })
       .toBe('ai_marked');
     expect(await teacherCell.textContent()).toContain('★ 9');
+    // What a screen reader gets: row headers, each cell in words (not glyphs and colour), and a
+    // live region that announces the connection only, not every message counter.
+    expect(await page.locator('#matrix tbody th[scope="row"]').count()).toBe(group.pupilIds.length);
+    expect(await teacherCell.locator('.sr-only').textContent()).toBe('teacher-marked, score 9');
+    expect(await photo.locator('.sr-only').textContent()).toBe('submitted, 1 file, needs marking');
+    expect(await photo.locator('[aria-hidden="true"]').textContent()).toBe('●⇪1');
+    expect(await page.locator('[aria-live], [role="status"]').evaluateAll((found) => found.map((e) => e.id))).toEqual([
+      'connection',
+    ]);
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
 
     await deleteUpload(info, uploader, 'act-diagram', 'leaf.jpg');
