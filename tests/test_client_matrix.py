@@ -163,3 +163,21 @@ def test_parse_cell_reads_ai_metadata() -> None:
         model="m-1", feedback_at="2026-01-01T00:00:00Z", has_feedback=True
     )
     assert (cell.upload_count, cell.has_upload) == (2, True)
+
+
+PARSING: dict[str, Any] = json.loads((CASES_FILE.parent / "cell-parsing.json").read_text())
+
+
+@pytest.mark.parametrize(
+    "case",
+    PARSING["cases"],
+    ids=[f"{c['key']}={json.dumps(c['value'])}" for c in PARSING["cases"]],
+)
+def test_a_cell_field_is_read_as_the_typescript_client_reads_it(case: dict[str, Any]) -> None:
+    payload = {**PARSING["cell"], case["key"]: case["value"]}
+    if case["expect"] == "malformed":
+        with pytest.raises(matrix.MalformedPayload):
+            matrix.parse_cell(payload)
+        return
+    cell = matrix.parse_cell(payload)
+    assert asdict(cell)[_CELL_KEYS[case["key"]]] == case["expect"]

@@ -17,6 +17,7 @@ Rules:
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, cast, get_args
@@ -169,16 +170,20 @@ def _opt_str(payload: Mapping[str, Any], key: str) -> str | None:
     raise MalformedPayload(f"{key!r} must be a string or null, got {value!r}")
 
 
+# A number printed as text (a numeric column read as a string): what JSON would write, no more.
+# float() alone also takes "1_0", " 7" and "inf", which the TypeScript client does not.
+_DECIMAL = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+
+
 def _opt_num(payload: Mapping[str, Any], key: str) -> float | None:
     value = payload.get(key)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise MalformedPayload(f"{key!r} must be a number or null, got {value!r}")
-    try:
-        number = float(value)
-    except ValueError:
-        raise MalformedPayload(f"{key!r} must be a number or null, got {value!r}") from None
+    if isinstance(value, str) and not _DECIMAL.fullmatch(value):
+        raise MalformedPayload(f"{key!r} must be a number or null, got {value!r}")
+    number = float(value)
     if not math.isfinite(number):
         raise MalformedPayload(f"{key!r} must be finite, got {value!r}")
     return number
@@ -188,9 +193,18 @@ def _opt_int(payload: Mapping[str, Any], key: str) -> int | None:
     value = payload.get(key)
     if value is None:
         return None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # JSON has one number type: 2.0 is 2
     if isinstance(value, bool) or not isinstance(value, int):
         raise MalformedPayload(f"{key!r} must be an integer or null, got {value!r}")
     return value
+
+
+def _opt_bool(payload: Mapping[str, Any], key: str) -> bool | None:
+    value = payload.get(key)
+    if value is None or isinstance(value, bool):
+        return value
+    raise MalformedPayload(f"{key!r} must be true, false or null, got {value!r}")
 
 
 def _int(payload: Mapping[str, Any], key: str) -> int:
@@ -213,11 +227,12 @@ def parse_cell(payload: Mapping[str, Any], *, seq: int | None = None) -> Cell:
         ai = AiInfo(
             model=_opt_str(ai_raw, "model"),
             feedback_at=_opt_str(ai_raw, "feedbackAt"),
-            has_feedback=bool(ai_raw.get("hasFeedback")),
+            has_feedback=_opt_bool(ai_raw, "hasFeedback") or False,
         )
     elif ai_raw is not None:
         raise MalformedPayload(f"'ai' must be an object or null, got {ai_raw!r}")
     upload_count = _opt_int(payload, "uploadCount") or 0
+    has_upload = _opt_bool(payload, "hasUpload")
     return Cell(
         pupil_id=_str(payload, "pupilId"),
         activity_id=_str(payload, "activityId"),
@@ -229,8 +244,8 @@ def parse_cell(payload: Mapping[str, Any], *, seq: int | None = None) -> Cell:
         ai=ai,
         submitted_at=_opt_str(payload, "submittedAt"),
         upload_count=upload_count,
-        has_upload=bool(payload.get("hasUpload", upload_count > 0)),
-        needs_marking=bool(payload.get("needsMarking")),
+        has_upload=upload_count > 0 if has_upload is None else has_upload,
+        needs_marking=_opt_bool(payload, "needsMarking") or False,
         op=_opt_str(payload, "op"),
         source=_opt_str(payload, "source"),
         changed_at=_opt_str(payload, "changedAt"),
@@ -377,7 +392,8 @@ def _apply_refresh(
         return state, ()
     state = replace(state, counters=replace(state.counters, refreshes=state.counters.refreshes + 1))
     scope = payload.get("scope")
-    reason = str(payload.get("reason") or "refresh")
+    raw_reason = payload.get("reason")
+    reason = raw_reason if isinstance(raw_reason, str) and raw_reason else "refresh"
     pupil = _opt_str(payload, "pupilId")
     activity = _opt_str(payload, "activityId")
     if (

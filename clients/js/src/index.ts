@@ -6,6 +6,7 @@ export {
   cellKey,
   channelName,
   emptyMatrix,
+  MalformedPayload,
   getCell,
   hasChannel,
   parseCell,

@@ -24,7 +24,9 @@ export type Step = [MatrixState, RefetchRequest[]];
 const STATUSES = new Set(['not_submitted', 'submitted', 'ai_marked', 'teacher_marked']);
 const SCOPES = new Set<Scope>(['cell', 'pupil', 'activity', 'assignment']);
 
-class Malformed extends Error {}
+/** A message or snapshot that breaks PAYLOAD.md: the client refetches instead of guessing. */
+export class MalformedPayload extends Error {}
+const Malformed = MalformedPayload;
 class Foreign extends Error {}
 
 export const cellKey = (pupilId: string, activityId: string): string => `${pupilId}|${activityId}`;
@@ -60,6 +62,9 @@ function bump(state: MatrixState, key: keyof Counters): MatrixState {
   return { ...state, counters: { ...state.counters, [key]: state.counters[key] + 1 } };
 }
 
+/** A number printed as text (a numeric column read as a string): what JSON would write, no more. */
+const DECIMAL = /^-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?$/;
+
 function int(payload: Record<string, unknown>, key: string): number {
   const value = payload[key];
   if (typeof value !== 'number' || !Number.isInteger(value)) {
@@ -75,11 +80,19 @@ function optInt(payload: Record<string, unknown>, key: string): number | null {
 function optNum(payload: Record<string, unknown>, key: string): number | null {
   const value = payload[key];
   if (value === null || value === undefined) return null;
-  const number = typeof value === 'string' ? Number(value) : value;
+  // Number() alone also reads '' as 0 and '0x10' as 16, which the Python client does not.
+  const number = typeof value === 'string' && DECIMAL.test(value) ? Number(value) : value;
   if (typeof number !== 'number' || !Number.isFinite(number)) {
     throw new Malformed(`${key} must be a number or null`);
   }
   return number;
+}
+
+function optBool(payload: Record<string, unknown>, key: string): boolean | null {
+  const value = payload[key];
+  if (value === null || value === undefined) return null;
+  if (typeof value !== 'boolean') throw new Malformed(`${key} must be true, false or null`);
+  return value;
 }
 
 function optStr(payload: Record<string, unknown>, key: string): string | null {
@@ -99,9 +112,14 @@ export function parseCell(raw: unknown, seq: number): Cell {
     if (typeof c[key] !== 'string' || c[key] === '') throw new Malformed(`${key} is required`);
   }
   if (!STATUSES.has(c.status as string)) throw new Malformed('status is not a known status');
-  if (c.ai !== null && c.ai !== undefined && (typeof c.ai !== 'object' || Array.isArray(c.ai))) {
-    throw new Malformed('ai must be an object or null');
+  if (c.ai !== null && c.ai !== undefined) {
+    if (typeof c.ai !== 'object' || Array.isArray(c.ai)) throw new Malformed('ai must be an object or null');
+    const ai = c.ai as Record<string, unknown>;
+    optStr(ai, 'model');
+    optStr(ai, 'feedbackAt');
+    optBool(ai, 'hasFeedback');
   }
+  for (const key of ['op', 'source', 'submittedAt', 'changedAt']) optStr(c, key);
   const uploadCount = optInt(c, 'uploadCount') ?? 0;
   return {
     ...(c as unknown as Cell),
@@ -110,8 +128,8 @@ export function parseCell(raw: unknown, seq: number): Cell {
     aiScore: optNum(c, 'aiScore'),
     teacherScore: optNum(c, 'teacherScore'),
     uploadCount,
-    hasUpload: typeof c.hasUpload === 'boolean' ? c.hasUpload : uploadCount > 0,
-    needsMarking: c.needsMarking === true,
+    hasUpload: optBool(c, 'hasUpload') ?? uploadCount > 0,
+    needsMarking: optBool(c, 'needsMarking') ?? false,
     seq,
   };
 }
@@ -283,7 +301,9 @@ export function applySnapshot(
     return [{ ...state, cells: merged, pupilIds: pupils }, []];
   }
   const activities = [...(snapshot.activities ?? [])].sort(
-    (a, b) => a.position - b.position || (a.activityId < b.activityId ? -1 : a.activityId > b.activityId ? 1 : 0),
+    (a, b) =>
+      (a.position ?? 0) - (b.position ?? 0) ||
+      (a.activityId < b.activityId ? -1 : a.activityId > b.activityId ? 1 : 0),
   );
   const activityIds = new Set(activities.map((a) => a.activityId));
   const next: Record<string, Cell> = {};
