@@ -450,29 +450,37 @@ async def test_a_stop_logs_the_same_events_enabled_or_not(
     ]
 
 
+async def healthz(http: aiohttp.ClientSession, port: int) -> dict[str, Any]:
+    """/healthz's body, with its HTTP status as `http_status`."""
+    async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
+        body: dict[str, Any] = await response.json()
+        body["http_status"] = response.status
+        return body
+
+
+async def health_becomes(http: aiohttp.ClientSession, port: int, status: str) -> dict[str, Any]:
+    """The first /healthz body with this status."""
+    seen: dict[str, Any] = {}
+
+    async def reached() -> bool:
+        seen.update(await healthz(http, port))
+        return seen["status"] == status
+
+    await eventually(reached, what=f"/healthz {status}")
+    return seen
+
+
 async def test_health_reports_a_stalled_publish_as_degraded_until_it_delivers(
     database_url: str, db: asyncpg.Connection, capture_server: CaptureServer, school: School
 ) -> None:
     port = free_port()
     settings = fast_settings(capture_server.url, daemon={"health_port": port})
     async with running(database_url, settings), aiohttp.ClientSession() as http:
-
-        async def health() -> dict[str, Any]:
-            async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
-                body: dict[str, Any] = await response.json()
-                body["http_status"] = response.status
-                return body
-
-        assert (await health())["publishing"] == {"stalled_since": None, "reason": None}
+        first = await healthz(http, port)
+        assert first["publishing"] == {"stalled_since": None, "reason": None}
         capture_server.fail_next(10_000, 503)  # Realtime down for as long as it takes
         await submit_text(db, "a-text", school.pupils[0], "while Realtime is down")
-        degraded: dict[str, Any] = {}
-
-        async def is_degraded() -> bool:
-            degraded.update(await health())
-            return degraded["status"] == "degraded"
-
-        await eventually(is_degraded, what="/healthz degraded")
+        degraded = await health_becomes(http, port, "degraded")
         assert degraded["http_status"] == 200  # a restart would not bring Realtime back
         assert degraded["problems"] == []
         assert degraded["publishing"]["stalled_since"]
@@ -480,11 +488,8 @@ async def test_health_reports_a_stalled_publish_as_degraded_until_it_delivers(
         capture_server.heal()
         await capture_server.wait_until(cell_is(school.channel(), "a-text", school.pupils[0]))
 
-        async def is_ok() -> bool:
-            body = await health()
-            return body["status"] == "ok" and body["publishing"]["stalled_since"] is None
-
-        await eventually(is_ok, what="/healthz ok once delivered")
+        ok = await health_becomes(http, port, "ok")
+        assert ok["publishing"]["stalled_since"] is None
 
 
 async def test_a_work_loop_stuck_behind_a_lock_is_degraded_and_its_statement_is_cancelled(
@@ -497,25 +502,12 @@ async def test_a_work_loop_stuck_behind_a_lock_is_degraded_and_its_statement_is_
     try:
         with capture_logs() as logs:
             async with running(database_url, settings), aiohttp.ClientSession() as http:
-
-                async def health() -> dict[str, Any]:
-                    async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
-                        body: dict[str, Any] = await response.json()
-                        body["http_status"] = response.status
-                        return body
-
-                assert (await health())["behind"] == []
+                assert (await healthz(http, port))["behind"] == []
                 lock = blocker.transaction()
                 await lock.start()
                 await blocker.execute("lock table results_realtime.channel_sequences in share mode")
                 await submit_text(db, "a-text", school.pupils[0], "behind a lock")
-                seen: dict[str, Any] = {}
-
-                async def is_degraded() -> bool:
-                    seen.update(await health())
-                    return seen["status"] == "degraded"
-
-                await eventually(is_degraded, what="/healthz degraded")
+                seen = await health_becomes(http, port, "degraded")
                 assert seen["http_status"] == 200
                 assert seen["problems"] == []
                 [reason] = seen["behind"]
@@ -528,11 +520,7 @@ async def test_a_work_loop_stuck_behind_a_lock_is_degraded_and_its_statement_is_
                 await capture_server.wait_until(
                     cell_is(school.channel(), "a-text", school.pupils[0])
                 )
-
-                async def is_ok() -> bool:
-                    return (await health())["status"] == "ok"
-
-                await eventually(is_ok, what="/healthz ok once delivered")
+                await health_becomes(http, port, "ok")
     finally:
         await blocker.close()
     [failed, *_] = [e for e in logs if e["event"] == "pipeline.cycle_failed"]

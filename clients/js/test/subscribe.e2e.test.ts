@@ -124,6 +124,24 @@ function watch(
   return { sub, statuses, refetches, errors, until };
 }
 
+/** What the daemon sends for a cell too large to send: a cell-scope result_refresh; its seq. */
+async function refreshCell(groupId: string, pupilId: string, activityId: string): Promise<number> {
+  const seq = await reserveSeq(info, groupId);
+  await broadcast(info, groupId, 'result_refresh', {
+    assignmentId: `${groupId}__${info.lessonId}`,
+    groupId,
+    lessonId: info.lessonId,
+    scope: 'cell',
+    pupilId,
+    activityId,
+    reason: 'too_large',
+    eventId: `test:${seq}`,
+    seq,
+    prevSeq: seq - 1,
+  });
+  return seq;
+}
+
 const statusIs = (pupil: string, activity: string, status: string) => (state: MatrixState) =>
   getCell(state, pupil, activity)?.status === status;
 
@@ -151,19 +169,7 @@ describe('subscribeAssignmentResults against the hub and the daemon', () => {
     await w.until(statusIs(other, 'act-define', 'submitted'), 'first message');
     await answer(info, pupil, 'act-explain', 'unseen', true);
     await answer(info, other, 'act-explain', 'unseen too', true);
-    const seq = await reserveSeq(info, info.groups[0].id);
-    await broadcast(info, info.groups[0].id, 'result_refresh', {
-      assignmentId: `${info.groups[0].id}__${info.lessonId}`,
-      groupId: info.groups[0].id,
-      lessonId: info.lessonId,
-      scope: 'cell',
-      pupilId: pupil,
-      activityId: 'act-explain',
-      reason: 'too_large',
-      eventId: `test:${seq}`,
-      seq,
-      prevSeq: seq - 1,
-    });
+    const seq = await refreshCell(info.groups[0].id, pupil, 'act-explain');
     const state = await w.until(statusIs(pupil, 'act-explain', 'submitted'), 'refreshed cell');
     expect(state.counters.refreshes).toBe(1);
     expect(state.lastSeq).toBe(seq);
@@ -194,22 +200,7 @@ describe('subscribeAssignmentResults against the hub and the daemon', () => {
     const [pupil, other] = group.pupilIds.slice(7, 9);
     await answer(info, other, 'act-define', 'so the channel has a seq');
     await w.until(statusIs(other, 'act-define', 'submitted'), 'first message');
-    const refresh = async () => {
-      const seq = await reserveSeq(info, group.id);
-      await broadcast(info, group.id, 'result_refresh', {
-        assignmentId: `${group.id}__${info.lessonId}`,
-        groupId: group.id,
-        lessonId: info.lessonId,
-        scope: 'cell',
-        pupilId: pupil,
-        activityId: 'act-explain',
-        reason: 'too_large',
-        eventId: `test:${seq}`,
-        seq,
-        prevSeq: seq - 1,
-      });
-      return seq;
-    };
+    const refresh = () => refreshCell(group.id, pupil, 'act-explain');
     await refresh();
     await firstRead;
     await answer(info, pupil, 'act-explain', 'after the first read', true);
