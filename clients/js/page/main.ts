@@ -101,6 +101,7 @@ async function main(): Promise<void> {
       onChange: (state) => {
         messages = state.counters.received;
         lastState = state;
+        if (state.loaded) $('#load-error').hidden = true;
         render(state, config.names);
         $('#messages').textContent = String(messages);
       },
@@ -114,11 +115,26 @@ async function main(): Promise<void> {
       onRefetching: (active) => {
         $('#refetch-notice').hidden = !active;
       },
-      onError: (error) => console.warn('results:', error),
+      onError: (error) => {
+        console.warn('results:', error);
+        // Until the first load succeeds the table is empty: say why rather than look "subscribed".
+        if (!lastState?.loaded) {
+          const notice = $('#load-error');
+          notice.textContent = `could not load the results (${errorText(error)}); retrying`;
+          notice.hidden = false;
+        }
+      },
     },
     { enabled: config.enabled, pollIntervalMs: config.pollIntervalMs },
   );
   (window as unknown as { resultsState: () => MatrixState | null }).resultsState = () => lastState;
+}
+
+function errorText(error: unknown): string {
+  if (typeof error === 'object' && error !== null && 'message' in error) {
+    return String((error as { message: unknown }).message);
+  }
+  return String(error);
 }
 
 /** The demo server's { message, code }, or the text of an error that is not JSON (a 500). */

@@ -125,4 +125,25 @@ describe('the demo page', () => {
     expect(await page.locator('#last-seq').textContent()).toBe(channelSeq);
     expect(errors).toEqual([]);
   });
+
+  it('says why the table is empty while its first load fails, and clears it once loaded', async () => {
+    const group = stack.info.groups[1];
+    const page = await context.newPage();
+    let failures = 2;
+    await page.route('**/api/read_assignment_results', async (route) => {
+      if (failures-- > 0) {
+        await route.fulfill({ status: 503, body: 'the database is restarting' });
+      } else {
+        await route.continue();
+      }
+    });
+    await page.goto(group.pageUrl);
+    const notice = page.locator('#load-error');
+    await notice.waitFor({ state: 'visible', timeout: 15_000 });
+    expect(await notice.textContent()).toContain('the database is restarting');
+    expect(await notice.getAttribute('role')).toBe('alert');
+    await notice.waitFor({ state: 'hidden', timeout: 15_000 });
+    expect(await page.locator('#matrix tbody th[scope="row"]').count()).toBe(group.pupilIds.length);
+    await page.close();
+  });
 });
