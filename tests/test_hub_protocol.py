@@ -310,3 +310,31 @@ async def test_a_client_that_stops_reading_is_disconnected(hub: RunningHub) -> N
             assert status == 202
     assert not state.registry.subscribers((False, "slow"))
     writer.close()
+
+
+async def test_a_rejoin_closes_the_old_channel_and_a_late_leave_of_it_is_ignored(
+    hub: RunningHub,
+) -> None:
+    """As Phoenix: a second join of a topic closes the first (phx_close with its join_ref) before
+    the reply; a leave carrying the first join's ref raced the rejoin and must not close it."""
+    async with aiohttp.ClientSession() as session, raw_socket(session, hub, hub.anon_key) as ws:
+        first = await ws.join("realtime:rejoined", hub.anon_key)
+        await ws.send("realtime:rejoined", "phx_join", {"access_token": hub.anon_key}, "5", "5")
+        assert await ws.receive() == {
+            "topic": "realtime:rejoined",
+            "event": "phx_close",
+            "ref": first["ref"],
+            "payload": {},
+        }
+        assert (await ws.receive())["ref"] == "5"  # the new join's reply
+        await ws.send("realtime:rejoined", "phx_leave", {}, "6", first["ref"])  # stale
+        await ws.send("phoenix", "heartbeat", {}, "7")
+        assert await ws.receive() == {  # no reply to the stale leave, no phx_close
+            "topic": "phoenix",
+            "event": "phx_reply",
+            "ref": "7",
+            "payload": {"status": "ok", "response": {}},
+        }
+        await ws.send("realtime:rejoined", "broadcast", {"type": "broadcast"}, "8", "5")
+        await ws.send("phoenix", "heartbeat", {}, "9")
+        assert (await ws.receive())["ref"] == "9"  # still joined: no "unmatched topic"

@@ -253,7 +253,7 @@ async def test_refreshed_token_keeps_the_channel_and_revoked_access_closes_it(
         state, error = await sub.state()
         assert state == CHANNEL_ERROR
         assert json.loads(str(error))["message"] == (
-            f"You no longer have permission to read from this Channel topic: {group.topic()}"
+            f"You do not have permissions to read from this Channel topic: {group.topic()}"
         )
         assert (await sub.state())[0] == CLOSED
 

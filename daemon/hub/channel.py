@@ -187,8 +187,10 @@ class Channel:
                     return
                 allowed = False
             if not allowed:
+                # Realtime's words when read is refused on a refresh (broadcast is all the hub
+                # serves, so "You no longer have permission" - one of two kept - never applies).
                 self.shutdown(
-                    f"You no longer have permission to read from this Channel topic: {self.name}"
+                    f"You do not have permissions to read from this Channel topic: {self.name}"
                 )
                 return
         if not self.closed:

@@ -30,6 +30,8 @@ from daemon.tokens import MIN_JWT_SECRET_LENGTH
 
 log = get_logger(__name__)
 
+_MAX_BODY_BYTES = 8_000_000
+
 _PREFIXES = ("/realtime/v1", "")
 
 
@@ -121,7 +123,10 @@ class Hub:
         )
 
     def _app(self, state: HubState) -> web.Application:
-        app = web.Application()
+        # Realtime's body parser takes 8 MB (Plug's default): the payload limit (hub.max_payload_kb,
+        # 3,000 kB by default) must be what refuses a large broadcast, with its 422, not aiohttp's
+        # 1 MiB default with a plain-text 413.
+        app = web.Application(client_max_size=_MAX_BODY_BYTES)
         app[HUB_STATE] = state
         for prefix in _PREFIXES:
             app.router.add_get(

@@ -212,6 +212,8 @@ class Connection:
             return
         match msg.event:
             case "phx_leave":
+                if msg.join_ref is not None and msg.join_ref != channel.join_ref:
+                    return  # a leave of an earlier join raced a rejoin: Phoenix ignores it
                 self._reply(msg, "ok", {})
                 self.send(self.serializer.close(channel.join_ref, channel.topic, "phx_close"))
                 self.drop_channel(channel)
@@ -243,8 +245,9 @@ class Connection:
             self._reply(msg, "error", {"reason": "unmatched topic"})
             return
         previous = self.channels.get(msg.topic)
-        if previous is not None:
-            self.drop_channel(previous)  # Phoenix closes the existing channel for the new join
+        if previous is not None:  # Phoenix closes the existing channel for the new join
+            self.send(self.serializer.close(previous.join_ref, previous.topic, "phx_close"))
+            self.drop_channel(previous)
         try:
             channel = await self._admit(msg, name, config)
         except JoinRefused as refused:
