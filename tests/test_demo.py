@@ -51,7 +51,7 @@ async def test_demo_runs_a_lesson_and_delivers_cells() -> None:
     progress = [line for line in out.decode().splitlines() if line.startswith("demo ")]
     assert len(progress) >= 3, progress
     assert all("messages received" in line for line in progress)
-    assert "demo finished: " in out.decode()
+    assert "demo finished, 2 groups (the matrix above is " in out.decode()
 
 
 async def test_demo_stops_cleanly_on_ctrl_c() -> None:

@@ -150,6 +150,9 @@ def test_needs_marking_is_highlighted() -> None:
     marked = render_cell(model.cell(P1, "a1"))
     assert any(str(span.style) == NEEDS_MARKING_STYLE for span in needs.spans)
     assert not any(str(span.style) == NEEDS_MARKING_STYLE for span in marked.spans)
+    # and marked in the text too, for piped output that drops the colours
+    assert needs.plain.endswith(" !")
+    assert "!" not in marked.plain
     loading = replace(model, loaded=False)
     assert "loading…" in _text(render_matrix(loading, ClientStatus()))
 

@@ -23,6 +23,8 @@ GLYPHS: Mapping[Status, tuple[str, str]] = {
     "teacher_marked": ("★", "green"),
 }
 NEEDS_MARKING_STYLE = "bold black on yellow"
+# Not the highlight alone: piped output (and a colour-blind reader) loses colours.
+NEEDS_MARKING_MARK = "!"
 UPLOAD_MARK = "⇪"
 CONNECTION_STYLES: Mapping[ConnectionState, str] = {
     "connecting": "yellow",
@@ -51,6 +53,7 @@ def render_cell(cell: Cell | None) -> Text:
     if cell.has_upload:
         text.append(f" {UPLOAD_MARK}{cell.upload_count}", style="blue")
     if cell.needs_marking:
+        text.append(f" {NEEDS_MARKING_MARK}")
         text.stylize(NEEDS_MARKING_STYLE)
     return text
 
@@ -111,7 +114,7 @@ def render_matrix(
     legend = Text.assemble(
         *(f"{glyph} {name.replace('_', ' ')}   " for name, (glyph, _) in GLYPHS.items()),
         (f"{UPLOAD_MARK}n files   ", "blue"),
-        ("needs marking", NEEDS_MARKING_STYLE),
+        (f"{NEEDS_MARKING_MARK} needs marking", NEEDS_MARKING_STYLE),
     )
     hidden = len(matrix.pupil_ids) - len(shown)
     if not hidden:

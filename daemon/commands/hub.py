@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import textwrap
 
 from daemon.commands.args import add_setting_option, port_number, settings_for
 from daemon.errors import ConfigError
@@ -16,7 +17,7 @@ from daemon.tokens import MIN_JWT_SECRET_LENGTH
 log = get_logger(__name__)
 
 HELP = "run the local Supabase-Realtime-compatible hub (websocket + REST broadcast)"
-DESCRIPTION = (
+DESCRIPTION = textwrap.fill(  # one paragraph, wrapped as the other commands' help is
     "Serves the Realtime websocket at /realtime/v1/websocket and /socket/websocket (vsn 1.0.0 "
     "and 2.0.0) and the broadcast REST API at /realtime/v1/api/broadcast, on one port, so "
     "SUPABASE_URL=http://HOST:PORT works for the daemon and for supabase-js unchanged. Tokens are "
@@ -27,7 +28,8 @@ DESCRIPTION = (
     "config.toml. SIGTERM/SIGINT close every socket (1001, logged as hub.socket.disconnected "
     "code 1001 closed_by hub) and exit 0; a second signal stops waiting for that (logged as "
     "hub.stop_cut_short), exit 0; during start-up (e.g. while the database does not answer) they "
-    "stop it at once, exit 0."
+    "stop it at once, exit 0.",
+    width=96,
 )
 
 

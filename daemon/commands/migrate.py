@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 
 from daemon.commands.args import add_setting_option, settings_for
 from daemon.db import connect
@@ -11,12 +12,13 @@ from daemon.migrate import migrate
 from daemon.signals import run_interruptibly
 
 HELP = "apply the SQL migrations and (re)install the triggers"
-DESCRIPTION = (
+DESCRIPTION = textwrap.fill(  # one paragraph, wrapped as the other commands' help is
     "Applies each numbered file of sql/migrations once, in order, each in its own transaction, "
     "recording it in results_realtime.schema_migrations; then re-applies sql/triggers.sql. "
     "A second run changes nothing. Supabase-managed objects and the app's own tables are only "
     "created where they are missing. Ctrl-C (or SIGTERM) stops it at once, even while it is "
-    "still connecting: the migration in progress is rolled back, and the exit code is 130."
+    "still connecting: the migration in progress is rolled back, and the exit code is 130.",
+    width=96,
 )
 
 

@@ -50,9 +50,10 @@ HELP = "show an assignment's results matrix live in the terminal"
 DESCRIPTION = f"""\
 Subscribes to assignment_results:{{group}}:{{lesson}} like the dashboard does and draws the
 pupil x activity matrix: a status glyph and the score per cell (· not submitted, ● submitted,
-◆ AI-marked, ★ teacher-marked), ⇪n for n uploaded files, highlighted cells need marking. A spinner
-shows while a refetch runs; the status line shows the connection, the last seq and the messages
-received.
+◆ AI-marked, ★ teacher-marked), ⇪n for n uploaded files, cells marked ! (and highlighted) need
+marking. A spinner shows while a refetch runs; the status line shows the connection, the last
+seq and the messages received. When the output is not a terminal (piped, or --plain), it logs
+JSON lines and prints the final matrix when it stops.
 
 The channel is private, so a teacher's JWT is needed: --token (or
 ${TOKEN_ENV}), or --teacher UUID to mint one from SUPABASE_JWT_SECRET (local hub / demo
@@ -104,7 +105,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="exit after this many seconds (0: until Ctrl-C)",
     )
     parser.add_argument(
-        "--plain", action="store_true", help="no live redraw: log lines, then the final matrix"
+        "--plain",
+        action="store_true",
+        help="no live redraw: log lines, then the final matrix (default when not a TTY)",
     )
 
 

@@ -475,7 +475,8 @@ async def _run(
     }
     log.info("demo.summary", **summary)
     console.print(
-        f"demo finished: {summary['messages_received']} messages received, "
+        f"demo finished, {len(subs)} groups (the matrix above is {stack.school.groups[0].name}'s): "
+        f"{summary['messages_received']} messages received, "
         f"{summary['cells_submitted']} cells submitted, "
         + ("live views equal the database" if summary["converged"] else "NOT converged"),
         soft_wrap=True,
