@@ -212,17 +212,24 @@ async def test_single_endpoint_wraps_a_non_object_body(hub: RunningHub) -> None:
         assert await sub.message() == {"event": "e", "payload": {"_json": [1, 2]}}
 
 
+async def _batch_of_one(
+    session: aiohttp.ClientSession, hub: RunningHub, payload: dict[str, Any]
+) -> tuple[int, Any]:
+    """A REST batch of one message to topic 't' with this payload: status and body."""
+    status, body, _ = await _post(
+        session,
+        f"{hub.realtime_url}/api/broadcast",
+        {"apikey": hub.service_role_key},
+        {"messages": [{"topic": "t", "event": "e", "payload": payload}]},
+    )
+    return status, body
+
+
 async def test_a_body_over_a_mebibyte_within_the_payload_limit_is_accepted(hub: RunningHub) -> None:
     """Realtime parses bodies up to 8 MB and refuses by its payload limit (3,000 kB by default);
     aiohttp's own 1 MiB limit answered a plain-text 413 instead."""
-    big = {"blob": "x" * 1_200_000}
     async with aiohttp.ClientSession() as session:
-        status, body, _ = await _post(
-            session,
-            f"{hub.realtime_url}/api/broadcast",
-            {"apikey": hub.service_role_key},
-            {"messages": [{"topic": "t", "event": "e", "payload": big}]},
-        )
+        status, body = await _batch_of_one(session, hub, {"blob": "x" * 1_200_000})
     assert status == 202, body
 
 
@@ -230,12 +237,7 @@ async def test_a_body_over_a_mebibyte_within_the_payload_limit_is_accepted(hub: 
 async def test_payload_size_limit(hub: RunningHub) -> None:
     big = {"blob": "x" * 1600}
     async with aiohttp.ClientSession() as session:
-        status, body, _ = await _post(
-            session,
-            f"{hub.realtime_url}/api/broadcast",
-            {"apikey": hub.service_role_key},
-            {"messages": [{"topic": "t", "event": "e", "payload": big}]},
-        )
+        status, body = await _batch_of_one(session, hub, big)
         assert (status, body) == (
             422,
             {"errors": {"messages": [{"payload": ["Payload size exceeds tenant limit"]}]}},
