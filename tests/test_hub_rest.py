@@ -165,6 +165,10 @@ async def test_batch_without_a_valid_token_is_401(hub: RunningHub, headers: dict
             {"messages": [{"topic": "t", "event": "e", "payload": [1]}]},
             {"messages": [{"payload": ["is invalid"]}]},
         ),
+        (
+            {"messages": [{"topic": "  ", "event": "\t", "payload": {}}]},
+            {"messages": [{"topic": ["can't be blank"], "event": ["can't be blank"]}]},
+        ),
     ],
 )
 async def test_batch_validation_errors_are_422_changesets(

@@ -218,7 +218,8 @@ def _validate_batch(
             per_message.append({"messages": ["is invalid"]})
             continue
         for field, value in (("topic", message.topic), ("event", message.event)):
-            if value is None or value == "":
+            # Ecto casts a string of nothing but whitespace to nil, so it is blank too.
+            if value is None or (isinstance(value, str) and not value.strip()):
                 errors[field] = ["can't be blank"]
             elif not isinstance(value, str):
                 errors[field] = ["is invalid"]
