@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, cast
+from types import FrameType
+from typing import NoReturn, Protocol, cast
 
 from daemon import __version__
 from daemon.errors import ResultsRealtimeError
@@ -36,6 +38,10 @@ SUBCOMMANDS: dict[str, str] = {
     "watch": "daemon.commands.watch",
     "demo": "daemon.commands.demo",
 }
+
+# The commands whose normal end is a stop signal (an orchestrator's SIGTERM, a person's Ctrl-C):
+# a signal at any moment of their life, start-up included, exits 0. The others exit 130.
+STOPPED_BY_SIGNAL_IS_SUCCESS = frozenset({"run", "hub", "watch"})
 
 EPILOG = """\
 configuration: config.toml (or --config / RESULTS_REALTIME_CONFIG), overridden by environment
@@ -94,14 +100,24 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpar
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Until a command installs its own handlers, SIGTERM would kill the process with 143 (a
+    # `docker stop` in the first second, while the imports run): it interrupts like Ctrl-C.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        # building the parser imports every subcommand, and parsing may resolve a host name:
-        # a Ctrl-C may land in either as well as in the command
-        args = parse(build_parser(), argv)
+        return _run_command(argv)
+    except KeyboardInterrupt:
+        return 0 if _command_named(argv) in STOPPED_BY_SIGNAL_IS_SUCCESS else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_command(argv: Sequence[str] | None) -> int:
+    # building the parser imports every subcommand, and parsing may resolve a host name:
+    # a signal may land in either as well as in the command
+    args = parse(build_parser(), argv)
+    try:
         code: int = args.handler(args)
         return code
-    except KeyboardInterrupt:
-        return 130
     except ResultsRealtimeError as exc:
         return _report(args.command, [exc])
     except BaseExceptionGroup as group:
@@ -112,6 +128,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ours is None or others is not None:
             raise
         return _report(args.command, _leaves(ours))
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+def _command_named(argv: Sequence[str] | None) -> str | None:
+    """The subcommand of a command line, read without the parser (a signal may interrupt its
+    construction): the top-level options take no value, so it is the first word that is not one."""
+    words = sys.argv[1:] if argv is None else argv
+    return next((word for word in words if not word.startswith("-")), None)
 
 
 def _report(command: str, errors: Sequence[ResultsRealtimeError]) -> int:

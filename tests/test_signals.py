@@ -1,8 +1,11 @@
-"""finishes_before: the race between a service's start or stop and a stop signal."""
+"""Stop signals: the race between a service's start or stop and a signal (finishes_before),
+and a signal that lands before any command has its own handlers."""
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 
 import pytest
 
@@ -99,3 +102,45 @@ async def test_a_cancelled_caller_stays_cancelled_and_cancels_the_work() -> None
     with pytest.raises(asyncio.CancelledError):
         await caller
     await ended.wait()  # the work was cancelled too (this would hang otherwise)
+
+
+# A process that sends itself SIGTERM while the CLI imports a command's module: the moment a
+# `docker stop` right after `docker run` lands in, before any command has its own handlers.
+_SIGTERM_DURING_IMPORTS = """
+import importlib, os, signal, sys
+from daemon import cli
+
+real_import = importlib.import_module
+
+def import_module(name, package=None):
+    if name == "daemon.commands.check":  # the third of six: others are imported, others not yet
+        os.kill(os.getpid(), signal.SIGTERM)
+    return real_import(name, package)
+
+cli.importlib.import_module = import_module
+code = cli.main(sys.argv[1:])
+print("handler restored:", signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [(["run"], 0), (["hub"], 0), (["watch", "--group", "g"], 0), (["migrate"], 130),
+     (["check"], 130), (["demo"], 130)],
+)  # fmt: skip
+def test_sigterm_while_the_cli_still_imports_exits_as_a_stop_of_that_command(
+    argv: list[str], expected: int
+) -> None:
+    """Not 143 (killed by the signal): the commands an orchestrator stops exit 0, the others
+    130 as after Ctrl-C; the process's own SIGTERM handler is back once main returns."""
+    done = subprocess.run(
+        [sys.executable, "-c", _SIGTERM_DURING_IMPORTS, *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == expected, done.stderr
+    assert "handler restored: True" in done.stdout
+    assert "Traceback" not in done.stderr
