@@ -318,6 +318,9 @@ async def test_rejected_message_is_dead_lettered_and_the_rest_goes_on(
     async with running(database_url, fast_settings(capture_server.url)):
         await submit_text(db, "a-text", school.pupils[0], "rejected")
         await capture_server.wait_until(lambda s: any(r.status == 422 for r in s.requests))
+        await capture_server.wait_until(
+            lambda s: any(m["event"] == "result_refresh" for m in s.accepted)
+        )
         await submit_text(db, "a-text", school.pupils[1], "accepted")
         await capture_server.wait_until(cell_is(school.channel(), "a-text", school.pupils[1]))
         await eventually(
@@ -329,6 +332,15 @@ async def test_rejected_message_is_dead_lettered_and_the_rest_goes_on(
     assert row["http_status"] == 422
     assert "rejected" in row["response_body"]
     assert await db.fetchval("select count(*) from results_realtime.outbox_messages") == 0
+    # The refused cell is not lost to the teacher's page: a refetch of the assignment follows
+    # the refused message at once, and the channel's seq goes on after it.
+    sent = [(m["event"], m["payload"]) for m in capture_server.accepted]
+    assert [(event, p["seq"], p.get("reason")) for event, p in sent] == [
+        ("result_refresh", 2, "rejected"),
+        ("result_cell", 3, None),
+    ]
+    refresh, cell = sent[0][1], sent[1][1]
+    assert (refresh["scope"], refresh["prevSeq"], cell["prevSeq"]) == ("assignment", 1, 2)
 
 
 async def test_rate_budget_coalesces_instead_of_queueing(

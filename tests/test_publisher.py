@@ -17,7 +17,7 @@ from daemon.config import PublishSettings, RealtimeSettings
 from daemon.errors import ConfigError
 from daemon.pipeline.credentials import ServiceRoleCredential
 from daemon.pipeline.metrics import Metrics
-from daemon.pipeline.publisher import Publisher
+from daemon.pipeline.publisher import Publishable, Publisher
 from tests.support.capture_server import CaptureServer
 from tests.support.waiting import eventually
 
@@ -56,8 +56,10 @@ class Outcomes:
     async def ack(self, ids: Sequence[int]) -> None:
         self.acked.extend(ids)
 
-    async def dead_letter(self, ids: Sequence[int], *, status: int | None, body: str) -> None:
-        self.dead.extend((i, status, body) for i in ids)
+    async def dead_letter(
+        self, messages: Sequence[Publishable], *, status: int | None, body: str
+    ) -> None:
+        self.dead.extend((m.id, status, body) for m in messages)
 
     async def mark_attempt(self, ids: Sequence[int]) -> None:
         self.failed_attempts.extend(ids)

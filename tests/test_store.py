@@ -298,15 +298,17 @@ async def test_a_state_that_is_no_object_becomes_a_cell_refresh_and_the_rest_goe
     assert warning["key"] == f"A3/{school.p2}"
 
 
-async def test_dead_letter_moves_the_message_aside(school: School, store: Store) -> None:
+async def test_dead_letter_moves_the_message_aside_and_stages_a_refresh_after_it(
+    school: School, store: Store
+) -> None:
     await school.submit("A1", school.p2, {"text": "a"})
     await school.submit("A1", school.p1, {"text": "a"})
     await store.stage_batch(500)
     messages = await store.pending(10)
     rejected = next(m for m in messages if m.channel == G2)
     await store.mark_attempt([rejected.id])
-    await store.dead_letter([rejected.id], status=422, body="bad topic" + "!" * 20_000)
-    assert [m.channel for m in await store.pending(10)] == [G1]
+    [refresh] = await store.dead_letter([rejected], status=422, body="bad topic" + "!" * 20_000)
+    assert [(m.channel, m.seq) for m in await store.pending(10)] == [(G1, 1), (G2, 2)]
     row = await school.conn.fetchrow("select * from results_realtime.dead_letters")
     assert row is not None
     assert (row["message_id"], row["channel"], row["seq"], row["http_status"]) == (
@@ -318,7 +320,34 @@ async def test_dead_letter_moves_the_message_aside(school: School, store: Store)
     assert row["attempts"] == 1
     assert row["response_body"].startswith("bad topic")
     assert len(row["response_body"]) == 10_000
-    await store.dead_letter([], status=None, body="")
+    # What the refused message carried reaches the clients as a refetch of its assignment.
+    assert (refresh.channel, refresh.seq, refresh.event) == (G2, 2, "result_refresh")
+    assert refresh.payload == {
+        "assignmentId": "G2__L1",
+        "groupId": "G2",
+        "lessonId": "L1",
+        "scope": "assignment",
+        "pupilId": None,
+        "activityId": None,
+        "reason": "rejected",
+        "eventId": f"{G2}:2",
+        "seq": 2,
+        "prevSeq": 1,
+    }
+    assert refresh.oldest_change_at == rejected.oldest_change_at
+    assert await store.dead_letter([], status=None, body="") == ()
+
+
+async def test_a_refused_refresh_is_followed_by_nothing(school: School, store: Store) -> None:
+    """A refresh is small: Realtime refusing it refuses the channel, so no loop of refreshes."""
+    await school.submit("A1", school.p2, {"text": "a"})
+    await store.stage_batch(500)
+    [message] = await store.pending(10)
+    [refresh] = await store.dead_letter([message], status=422, body="no")
+    assert await store.dead_letter([refresh], status=422, body="no") == ()
+    assert await store.pending(10) == []
+    seqs = await school.conn.fetch("select seq from results_realtime.dead_letters order by seq")
+    assert [r["seq"] for r in seqs] == [1, 2]
 
 
 async def test_depths_and_the_age_of_the_oldest_waiting_change(

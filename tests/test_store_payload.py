@@ -9,10 +9,12 @@ from typing import Any
 import orjson
 import pytest
 
+from daemon.client.matrix import channel_name
 from daemon.pipeline.payload import (
     ChannelItem,
     NotAnObject,
     PlannedMessage,
+    channel_coordinates,
     encode_payload,
     event_id,
     open_cell,
@@ -207,3 +209,18 @@ def test_planned_sizes_are_the_encoded_sizes() -> None:
         assert exact.event == "result_cells"
         assert len(exact.cells) == count
         assert len(plan(items, budget=cell_budget - 1)) == 2
+
+
+@pytest.mark.parametrize(
+    ("group", "lesson"), [("G1", "L1"), ("7b", "lesson:2"), ("g", ""), ("g-ü", "l::x")]
+)
+def test_a_channel_name_gives_back_its_group_and_lesson(group: str, lesson: str) -> None:
+    """The inverse of the channel's name (the client's channel_name, the SQL of 0012), for
+    every group that has a channel: its id has no ':', the lesson's may."""
+    assert channel_coordinates(channel_name(group, lesson)) == (group, lesson)
+
+
+@pytest.mark.parametrize("name", ["assignment_results:G1", "results:G1:L1", "G1:L1", ""])
+def test_a_name_that_is_no_results_channel_is_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="not an assignment results channel"):
+        channel_coordinates(name)

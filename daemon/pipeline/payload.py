@@ -6,6 +6,8 @@ A channel's cells of one batch become, in this order of preference:
 - a `result_refresh` for a cell that cannot be sent (too large alone, or not enrichable);
 - one `result_refresh` of the whole assignment when the channel would need more than
   `max_messages_per_channel` messages: one refetch is cheaper than a flood.
+A message Realtime refuses for good is followed by a `result_refresh` of its assignment
+(`rejected_refresh`), so that its cells are not lost to the clients.
 Sizes are planned with the largest possible seq: filling in the real one never exceeds the budget.
 
 Each cell is encoded once: the adapter's state (a JSON object, as PostgreSQL printed it) is
@@ -26,7 +28,8 @@ import orjson
 
 Event = Literal["result_cell", "result_cells", "result_refresh"]
 Scope = Literal["cell", "pupil", "activity", "assignment"]
-Reason = Literal["too_large", "enrich_failed", "backlog"]
+Reason = Literal["too_large", "enrich_failed", "backlog", "rejected"]
+_CHANNEL_PREFIX = "assignment_results:"
 
 _MAX_SEQ = 2**63 - 1  # channel_sequences.last_seq is a bigint
 # Keys a Cell gets from the daemon rather than from the adapter's state (open_cell, _stamp).
@@ -52,6 +55,17 @@ def event_id(channel: str, seq: int) -> str:
 
 def assignment_id(group_id: str, lesson_id: str) -> str:
     return f"{group_id}__{lesson_id}"
+
+
+def channel_coordinates(channel: str) -> tuple[str, str]:
+    """(group id, lesson id) of a channel name: a group id never contains ':' (migration 0012:
+    such a group gets no channel), so the group ends at the first ':' after the prefix."""
+    if not channel.startswith(_CHANNEL_PREFIX):
+        raise ValueError(f"not an assignment results channel: {channel!r}")
+    group_id, colon, lesson_id = channel.removeprefix(_CHANNEL_PREFIX).partition(":")
+    if not colon:
+        raise ValueError(f"not an assignment results channel: {channel!r}")
+    return group_id, lesson_id
 
 
 def open_cell(
@@ -184,6 +198,20 @@ class PlannedMessage:
         """Decoded, for tests and logs: the pipeline itself moves the bytes of `encode`."""
         decoded: dict[str, Any] = orjson.loads(self.encode(seq))
         return decoded
+
+
+def rejected_refresh(channel: str, oldest_change_at: datetime) -> PlannedMessage:
+    """What follows a message Realtime refused for good: its clients refetch the assignment."""
+    group_id, lesson_id = channel_coordinates(channel)
+    return PlannedMessage(
+        channel=channel,
+        group_id=group_id,
+        lesson_id=lesson_id,
+        event="result_refresh",
+        cells=(),
+        refresh=Refresh("assignment", "rejected"),
+        oldest_change_at=oldest_change_at,
+    )
 
 
 def plan_channel(

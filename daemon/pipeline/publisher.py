@@ -13,7 +13,8 @@ Outcomes:
 - 401/403/404/405: a problem of the credential or the URL, not of the messages; handled like an
   exhausted retry (never dead-letter a whole outbox because a key was rotated);
 - any other 4xx: the message is malformed or too big. A batch is retried one message per request
-  to find the culprit, which is dead-lettered; the others go on.
+  to find the culprit, which is dead-lettered (the acknowledger follows it with a refresh of its
+  assignment); the others go on.
 Once the daemon is stopping, a request in flight is allowed to finish but no retry is waited for
 or sent: the messages stay staged and go out after the restart, so a shutdown while Realtime is
 down takes no longer than the request in flight.
@@ -85,7 +86,9 @@ class Acknowledger(Protocol):
 
     async def ack(self, ids: Sequence[int]) -> None: ...
 
-    async def dead_letter(self, ids: Sequence[int], *, status: int | None, body: str) -> None: ...
+    async def dead_letter(
+        self, messages: Sequence[Publishable], *, status: int | None, body: str
+    ) -> None: ...
 
     async def mark_attempt(self, ids: Sequence[int]) -> None: ...
 
@@ -414,7 +417,7 @@ class Publisher:
             seq=message.seq,
             message_id=message.id,
         )
-        await sink.dead_letter([message.id], status=exc.status, body=exc.body)
+        await sink.dead_letter([message], status=exc.status, body=exc.body)
         self._metrics.dead_letters.inc()
         report.dead_lettered += 1
         log.warning(

@@ -50,7 +50,7 @@ from daemon.pipeline.leader import LeaderElection
 from daemon.pipeline.linger import Linger, UnrungWait
 from daemon.pipeline.listener import Listener
 from daemon.pipeline.metrics import Metrics
-from daemon.pipeline.publisher import Publisher
+from daemon.pipeline.publisher import Publishable, Publisher
 from daemon.pipeline.replan import PlanRefresh
 from daemon.pipeline.store import NOTIFY_CHANNEL, OutgoingMessage, StageResult, Store
 from daemon.pipeline.vacuum import OutboxVacuum
@@ -126,6 +126,7 @@ class PipelineService:
         self._terms = 0
         self._cycles = 0
         self._acks: list[int] = []  # accepted by Realtime, deleted with the next staging
+        self._staged_while_publishing = False  # a dead letter's refresh awaits a catch-up
         self._sink = _Sink(self)
 
     # ---- lifecycle ------------------------------------------------------------------------
@@ -406,6 +407,7 @@ class PipelineService:
         """Publish whatever is staged (a previous term, a stalled batch), oldest first."""
         assert self.publisher is not None
         while not self._stopping.is_set():
+            self._staged_while_publishing = False  # this round's read includes it
             await self._flush_acks()
             # Acks the stager has taken but not yet applied leave published messages in place:
             # the bound is part of the query, so they cannot fill the page and hide the rest.
@@ -424,7 +426,10 @@ class PipelineService:
     async def _publish(self, batch: _Batch, published_through: int) -> int:
         """Publish one batch, retrying after stalls; the highest id now dealt with."""
         published_through, stalled = await self._send(batch, published_through)
-        if stalled:  # the durable truth: what is still staged, the stalled remainder first
+        # The durable truth after a stall: what is still staged, the stalled remainder first.
+        # After a dead letter: its refresh, numbered after what the stager staged meanwhile,
+        # goes out after that, in id (so seq) order.
+        if stalled or self._staged_while_publishing:
             return await self._catch_up(published_through)
         return published_through
 
@@ -727,8 +732,11 @@ class _Sink:
     async def ack(self, ids: Sequence[int]) -> None:
         self._service._acks.extend(ids)
 
-    async def dead_letter(self, ids: Sequence[int], *, status: int | None, body: str) -> None:
-        await self._service.store.dead_letter(ids, status=status, body=body)
+    async def dead_letter(
+        self, messages: Sequence[Publishable], *, status: int | None, body: str
+    ) -> None:
+        if await self._service.store.dead_letter(messages, status=status, body=body):
+            self._service._staged_while_publishing = True
 
     async def mark_attempt(self, ids: Sequence[int]) -> None:
         await self._service.store.mark_attempt(ids)

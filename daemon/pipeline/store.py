@@ -24,7 +24,7 @@ from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, cast
 
 import asyncpg
 import orjson
@@ -36,6 +36,7 @@ from daemon.pipeline.payload import (
     PlannedMessage,
     open_cell,
     plan_channel,
+    rejected_refresh,
 )
 from daemon.sqlfiles import query
 
@@ -71,6 +72,19 @@ class OutgoingMessage:
     @property
     def payload_bytes(self) -> int:
         return len(self.payload_json)
+
+
+class Rejected(Protocol):
+    """What dead-lettering needs of a staged message (OutgoingMessage has it)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def channel(self) -> str: ...
+    @property
+    def event(self) -> str: ...
+    @property
+    def oldest_change_at(self) -> datetime: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -452,12 +466,43 @@ class Store:
         if ids:
             await self._pool.execute(query("store_mark_attempt"), list(ids))
 
-    async def dead_letter(self, ids: Sequence[int], *, status: int | None, body: str) -> None:
-        """Realtime refused these for good: move them aside for a person to look at."""
-        if ids:
-            await self._pool.execute(
-                query("store_dead_letter"), list(ids), status, body[:_MAX_RESPONSE_BODY]
+    async def dead_letter(
+        self, messages: Sequence[Rejected], *, status: int | None, body: str
+    ) -> tuple[OutgoingMessage, ...]:
+        """Realtime refused these for good: move them aside for a person to look at, and stage
+        a `result_refresh` of each one's assignment in the same transaction, returned for the
+        caller to publish. Else the cells of a refused message would stay stale on every page
+        until the channel's next message. A refused refresh is followed by nothing: a refresh
+        is small, so Realtime refusing it means it refuses the channel, and would refuse the
+        next one too."""
+        if not messages:
+            return ()
+        follow = {
+            m.channel: rejected_refresh(m.channel, m.oldest_change_at)
+            for m in messages
+            if m.event != "result_refresh"
+        }
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(query("store_stage_lock"), _STAGE_LOCK_KEY)
+            await conn.execute(
+                query("store_dead_letter"),
+                [m.id for m in messages],
+                status,
+                body[:_MAX_RESPONSE_BODY],
             )
+            if not follow:
+                return ()
+            channels = sorted(follow)
+            last_seqs = {c: 0 for c in channels}
+            rows = await conn.fetch(query("store_channel_seqs"), channels)
+            last_seqs.update({r["channel"]: r["last_seq"] for r in rows})
+            refreshes = await self._write(conn, [follow[c] for c in channels], last_seqs)
+        log.info(
+            "store.refresh_after_rejection",
+            messages=[f"{m.channel}#{m.seq}" for m in refreshes],
+            note="clients refetch the assignment whose message Realtime refused",
+        )
+        return refreshes
 
     # ------------------------------------------------------------------------------ monitoring
 
