@@ -24,7 +24,7 @@ from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
 
 import asyncpg
 import orjson
@@ -38,6 +38,7 @@ from daemon.pipeline.payload import (
     plan_channel,
     rejected_refresh,
 )
+from daemon.pipeline.publisher import Publishable
 from daemon.sqlfiles import query
 
 if TYPE_CHECKING:
@@ -72,19 +73,6 @@ class OutgoingMessage:
     @property
     def payload_bytes(self) -> int:
         return len(self.payload_json)
-
-
-class Rejected(Protocol):
-    """What dead-lettering needs of a staged message (OutgoingMessage has it)."""
-
-    @property
-    def id(self) -> int: ...
-    @property
-    def channel(self) -> str: ...
-    @property
-    def event(self) -> str: ...
-    @property
-    def oldest_change_at(self) -> datetime: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,7 +455,7 @@ class Store:
             await self._pool.execute(query("store_mark_attempt"), list(ids))
 
     async def dead_letter(
-        self, messages: Sequence[Rejected], *, status: int | None, body: str
+        self, messages: Sequence[Publishable], *, status: int | None, body: str
     ) -> tuple[OutgoingMessage, ...]:
         """Realtime refused these for good: move them aside for a person to look at, and stage
         a `result_refresh` of each one's assignment in the same transaction, returned for the
