@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import struct
+from urllib.parse import quote
 
 import aiohttp
 import asyncpg
@@ -243,7 +244,6 @@ async def test_idle_socket_is_closed(hub: RunningHub) -> None:
             401,
             "Failed to validate JWT signature",
         ),
-        ("vsn=3.0.0&apikey={good}", {}, 403, "Unsupported serializer version 3.0.0"),
     ],
 )
 async def test_upgrade_refusals_use_realtimes_status_and_text(
@@ -271,6 +271,58 @@ async def test_upgrade_refusals_use_realtimes_status_and_text(
     ):
         assert resp.status == status
         assert await resp.json() == {"error": error}
+
+
+@pytest.mark.parametrize(
+    ("vsn", "serializer"),
+    [
+        (None, "1.0.0"),
+        ("1.0.0", "1.0.0"),
+        ("1.0.7", "1.0.0"),
+        ("1.0.1-rc.1", "1.0.0"),
+        ("1.0.0+build.5", "1.0.0"),
+        ("2.0.0", "2.0.0"),
+        ("2.0.3", "2.0.0"),
+        ("1.0", None),
+        ("", None),
+        ("1.0.0-rc.1", None),
+        ("1.1.0", None),
+        ("01.0.0", None),
+        ("1.0.0.0", None),
+        ("3.0.0", None),
+    ],
+)
+async def test_vsn_is_negotiated_as_phoenix_does(
+    hub: RunningHub, vsn: str | None, serializer: str | None
+) -> None:
+    """`~> 1.0.0` / `~> 2.0.0` on an Elixir version; anything else is a bare 403, even with
+    a bad token (Phoenix negotiates before it authenticates)."""
+    query = "" if vsn is None else f"&vsn={quote(vsn)}"
+    async with aiohttp.ClientSession() as session:
+        if serializer is None:
+            async with session.get(
+                f"{hub.realtime_url}/websocket?apikey=nonsense{query}",
+                headers={
+                    "Connection": "Upgrade",
+                    "Upgrade": "websocket",
+                    "Sec-WebSocket-Version": "13",
+                    "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
+                },
+            ) as resp:
+                assert resp.status == 403
+                assert await resp.read() == b""
+            return
+        url = f"{hub.realtime_url}/websocket?apikey={hub.anon_key}{query}"
+        async with session.ws_connect(url) as ws:
+            join = {"config": {}, "access_token": hub.anon_key}
+            if serializer == "1.0.0":
+                await ws.send_json(
+                    {"topic": "realtime:v", "event": "phx_join", "payload": join, "ref": "1"}
+                )
+                assert (await ws.receive_json(timeout=TIMEOUT))["ref"] == "1"
+            else:
+                await ws.send_json(["1", "1", "realtime:v", "phx_join", join])
+                assert (await ws.receive_json(timeout=TIMEOUT))[3] == "phx_reply"
 
 
 @pytest.mark.parametrize("hub_settings", [HubSettings(port=0, max_socket_buffer_kb=64)])

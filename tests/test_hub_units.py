@@ -11,6 +11,7 @@ from daemon.config import HubSettings
 from daemon.hub.auth import Claims, TokenRejected, TokenVerifier, bearer_token, verify_token
 from daemon.hub.limits import Limits, RollingRate
 from daemon.hub.serializers import FrameError, decode_v2_binary, serializer_for, ws_frame
+from daemon.hub.vsn import Version, negotiate, parse_version
 
 SECRET = "s" * 40
 
@@ -39,6 +40,42 @@ def test_serializer_negotiation() -> None:
     assert serializer_for(None).vsn == "1.0.0"  # type: ignore[union-attr]
     assert serializer_for("2.0.0").vsn == "2.0.0"  # type: ignore[union-attr]
     assert serializer_for("9.0.0") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("1.0.0", Version(1, 0, 0, ())),
+        ("1.0.1-rc.1+b", Version(1, 0, 1, ("rc", "1"))),
+        ("1.0", None),
+        ("", None),
+        ("1.0.0-", None),
+        ("1.0.0+", None),
+        ("1.00.0", None),
+        ("1.0.0-01", None),
+        ("1.0.0-a_b", None),
+        ("1.0.0.0", None),
+        ("1" * 15 + ".0.0", None),
+    ],
+)
+def test_versions_parse_as_elixir_parses_them(text: str, parsed: Version | None) -> None:
+    assert parse_version(text) == parsed
+
+
+@pytest.mark.parametrize(
+    ("vsn", "chosen"),
+    [
+        (None, "1.0.0"),
+        ("1.0.9", "1.0.0"),
+        ("1.0.1-dev", "1.0.0"),
+        ("1.0.0-dev", None),  # below 1.0.0
+        ("2.0.0", "2.0.0"),
+        ("2.1.0", None),
+        ("", None),
+    ],
+)
+def test_vsn_negotiation_follows_tilde_requirements(vsn: str | None, chosen: str | None) -> None:
+    assert negotiate(vsn) == chosen
 
 
 Verify = Callable[..., Claims]

@@ -12,7 +12,8 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol
 
-Vsn = Literal["1.0.0", "2.0.0"]
+from daemon.hub.vsn import Vsn, negotiate
+
 Encoding = Literal["json", "binary"]
 
 OP_TEXT: Final = 0x1
@@ -251,12 +252,6 @@ SERIALIZERS: Final[dict[str, Serializer]] = {
 
 
 def serializer_for(vsn: str | None) -> Serializer | None:
-    """Phoenix matches `~> 1.0.0` / `~> 2.0.0`; a missing vsn means 1.0.0."""
-    if vsn is None or vsn == "":
-        return SERIALIZERS["1.0.0"]
-    major_minor = vsn.split(".")[:2]
-    if major_minor == ["1", "0"]:
-        return SERIALIZERS["1.0.0"]
-    if major_minor == ["2", "0"]:
-        return SERIALIZERS["2.0.0"]
-    return None
+    """The serializer Phoenix negotiates for this `vsn` query parameter (see `vsn.negotiate`)."""
+    chosen = negotiate(vsn)
+    return None if chosen is None else SERIALIZERS[chosen]

@@ -43,7 +43,13 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     state = request.app[HUB_STATE]
     serializer = serializer_for(request.query.get("vsn"))
     if serializer is None:
-        return _refuse(state, 403, f"Unsupported serializer version {request.query.get('vsn')}")
+        # Phoenix's transport answers a vsn it cannot negotiate before any authentication, with
+        # a bare 403 (no body); the error handler that writes `{"error": ...}` is not involved.
+        state.metrics.refused_sockets.labels("403").inc()
+        log.info(
+            "hub.socket.refused", status=403, error="unsupported vsn", vsn=request.query["vsn"]
+        )
+        return web.Response(status=403)
     token = request.headers.get("x-api-key") or request.query.get("apikey")
     backoff = state.settings.connect_error_backoff_ms / 1000
     try:
