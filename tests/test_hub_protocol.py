@@ -132,6 +132,39 @@ async def test_join_token_errors(hub: RunningHub, token_kind: str, reason: str) 
     assert response["response"]["reason"].startswith(reason)
 
 
+@pytest.mark.parametrize(
+    ("token_kind", "message"),
+    [
+        # Realtime's access_token handler names these ...
+        ("garbage", "The token provided is not a valid JWT"),
+        ("no_role", "Fields `role` and `exp` are required in JWT"),
+        ("expired", "Token has expired "),  # then the seconds
+        # ... and sends `inspect(error)` for the others.
+        ("bad_signature", ":signature_error"),
+        ("rs256", ":error_generating_signer"),
+    ],
+)
+async def test_refresh_with_a_bad_token_closes_the_channel_with_realtimes_text(
+    hub: RunningHub, token_kind: str, message: str
+) -> None:
+    header = base64.urlsafe_b64encode(b'{"alg":"RS256","typ":"JWT"}').rstrip(b"=").decode()
+    token = {
+        "garbage": "not-a-jwt",
+        "no_role": jwt.encode({"exp": 9_999_999_999}, hub.jwt_secret),
+        "expired": hub.token(ttl_s=-5),
+        "bad_signature": hub.token()[:-4] + "AAAA",
+        "rs256": header + "." + hub.token().split(".", 1)[1],
+    }[token_kind]
+    async with aiohttp.ClientSession() as session, raw_socket(session, hub, hub.anon_key) as ws:
+        await ws.join("realtime:room1", hub.anon_key)
+        await ws.send("realtime:room1", "access_token", {"access_token": token}, "2", "1")
+        system = await ws.receive()
+        assert system["event"] == "system"
+        text = system["payload"]["message"]
+        assert text.startswith(message) if token_kind == "expired" else text == message
+        assert (await ws.receive())["event"] == "phx_close"
+
+
 async def test_private_join_and_broadcast_over_v2(hub: RunningHub, db: asyncpg.Connection) -> None:
     group = await seed_group(db)
     topic = f"realtime:{group.topic()}"

@@ -74,6 +74,18 @@ class TokenRejected(Exception):
                 return "Token expiration time is invalid"
 
     @property
+    def refresh_message(self) -> str:
+        """The shutdown text after an `access_token` refresh. Realtime's handler names a few
+        errors; the rest reach the client as Elixir's `inspect` of the error atom."""
+        match self.problem:
+            case "signature":
+                return ":signature_error"
+            case "signer":
+                return ":error_generating_signer"
+            case _:
+                return self.message
+
+    @property
     def join_reason(self) -> str:
         """The `reason` of a join error reply: `<Code>: <message>`."""
         code = {

@@ -173,7 +173,7 @@ class Channel:
         try:
             claims = self.conn.state.tokens.verify(token)
         except TokenRejected as exc:
-            self.shutdown(exc.message)
+            self.shutdown(exc.refresh_message)
             return
         previous = self.claims
         self.claims, self.can_write = claims, None
