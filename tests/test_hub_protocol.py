@@ -256,6 +256,28 @@ async def test_v1_client_broadcast_reaches_v2_as_json_text(hub: RunningHub) -> N
         assert await v2.receive() == [None, None, topic, "broadcast", payload]
 
 
+@pytest.mark.parametrize("payload", [[1, 2], "text", 7, None])
+async def test_a_broadcast_payload_that_is_not_an_object_is_sent_on_and_acked(
+    hub: RunningHub, payload: object
+) -> None:
+    """Realtime publishes whatever the client sent as the broadcast payload, and acks it."""
+    async with (
+        aiohttp.ClientSession() as session,
+        raw_socket(session, hub, hub.anon_key) as sender,
+        raw_socket(session, hub, hub.anon_key, "2.0.0") as receiver,
+    ):
+        await sender.join("realtime:odd", hub.anon_key, ack=True)
+        await receiver.join("realtime:odd", hub.anon_key)
+        await sender.send("realtime:odd", "broadcast", payload, "2", "1")
+        assert await sender.receive() == {
+            "topic": "realtime:odd",
+            "event": "phx_reply",
+            "payload": {"status": "ok", "response": {}},
+            "ref": "2",
+        }
+        assert await receiver.receive() == [None, None, "realtime:odd", "broadcast", payload]
+
+
 @pytest.mark.parametrize("hub_settings", [HubSettings(port=0, idle_timeout_s=0.3)])
 async def test_idle_socket_is_closed(hub: RunningHub) -> None:
     async with aiohttp.ClientSession() as session, raw_socket(session, hub, hub.anon_key) as ws:

@@ -211,12 +211,12 @@ class Channel:
         if isinstance(payload, UserPayload):
             size = len(payload.data)
             message: JsonBroadcast | UserBroadcast = UserBroadcast(self.topic, payload)
-        elif isinstance(payload, dict):
+        else:
+            # Any JSON value: Realtime's BroadcastHandler neither checks nor wraps it, so a list
+            # or a string is fanned out as it came and acknowledged like an object.
             text = dumps(payload)
             size = len(text.encode())
             message = JsonBroadcast(self.topic, text)
-        else:
-            return
         if state.limits.payload_too_large(size):
             if self.config.ack:
                 self.reply(ref, "error", "payload_size_exceeded")
