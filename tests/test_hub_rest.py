@@ -23,10 +23,18 @@ UPGRADE = {
 
 
 async def _post(
-    session: aiohttp.ClientSession, url: str, headers: dict[str, str], body: Any
+    session: aiohttp.ClientSession,
+    url: str,
+    headers: dict[str, str],
+    body: Any,
+    *,
+    content_type: str | None = "application/json",
 ) -> tuple[int, Any, dict[str, str]]:
+    """POST with this Content-Type (a `Content-Type` in `headers` wins; None sends none)."""
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    async with session.post(url, data=data, headers=headers) as resp:
+    headers = {"Content-Type": content_type, **headers} if content_type else headers
+    skip = () if content_type or "Content-Type" in headers else ("Content-Type",)
+    async with session.post(url, data=data, headers=headers, skip_auto_headers=skip) as resp:
         text = await resp.text()
         return resp.status, (json.loads(text) if text else None), dict(resp.headers)
 
@@ -92,7 +100,6 @@ async def test_batch_payloads_are_compacted_keeping_the_senders_numbers(
 @pytest.mark.parametrize(
     ("body", "status", "answer"),
     [
-        (b'{"messages": [', 400, {"message": "Malformed JSON body"}),
         (b"[]", 422, {"errors": {"messages": ["can't be blank"]}}),
         (b'{"messages": "x"}', 422, {"errors": {"messages": ["is invalid"]}}),
         (
@@ -194,10 +201,104 @@ async def test_single_endpoint_media_types(hub: RunningHub) -> None:
             session, url, {**key, "Content-Type": "application/octet-stream"}, b"\x00\x01"
         )
         assert status == 202
-        status, body, _ = await _post(
-            session, url, {**key, "Content-Type": "application/json"}, b""
-        )
-        assert (status, body) == (422, {"errors": {"payload": ["can't be blank"]}})
+        for content_type in ("", "garbage", "application/vnd.api+json", "text/*"):
+            status, _, _ = await _post(session, url, {**key, "Content-Type": content_type}, {})
+            assert status == 415, content_type
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "content_type", "status", "answer"),
+    [
+        # Plug.Parsers reads only JSON (and forms and octet-stream): the batch controller sees
+        # no `messages` in any other body ...
+        ("batch", None, 422, {"errors": {"messages": ["can't be blank"]}}),
+        ("batch", "text/plain", 422, {"errors": {"messages": ["can't be blank"]}}),
+        ("batch", "application/octet-stream", 422, {"errors": {"messages": ["can't be blank"]}}),
+        ("batch", "garbage", 422, {"errors": {"messages": ["can't be blank"]}}),
+        ("batch", "Application/JSON; charset=utf-8", 202, None),
+        ("batch", "application/merge-patch+json", 202, None),
+        # ... and the single endpoint, which lets a missing Content-Type through, sends `{}`.
+        ("single", None, 202, {}),
+        ("single", "application/json", 202, {"k": 1}),
+    ],
+)
+async def test_a_body_is_read_only_with_a_json_content_type(
+    hub: RunningHub, endpoint: str, content_type: str | None, status: int, answer: Any
+) -> None:
+    async with (
+        subscribed(hub, "room:1", hub.anon_key, PUBLIC) as sub,
+        aiohttp.ClientSession() as session,
+    ):
+        assert (await sub.state())[0] == RealtimeSubscribeStates.SUBSCRIBED
+        if endpoint == "batch":
+            url = f"{hub.realtime_url}/api/broadcast"
+            body: Any = {"messages": [{"topic": "room:1", "event": "e", "payload": {"k": 1}}]}
+        else:
+            url, body = f"{hub.realtime_url}/api/broadcast/room:1/events/e", {"k": 1}
+        key = {"apikey": hub.service_role_key}
+        got = await _post(session, url, key, body, content_type=content_type)
+        if endpoint == "batch":
+            assert got[:2] == (status, answer)
+            if status == 202:
+                assert await sub.message() == {"event": "e", "payload": {"k": 1}}
+        else:
+            assert got[0] == status
+            assert await sub.message() == {"event": "e", "payload": answer}
+
+
+@pytest.mark.parametrize(
+    ("accept", "content_type", "body"),
+    [
+        (None, "text/html; charset=utf-8", b"Bad Request"),
+        ("text/html,application/xhtml+xml,*/*;q=0.8", "text/html; charset=utf-8", b"Bad Request"),
+        ("application/json", "application/json; charset=utf-8", b'"Bad Request"'),
+    ],
+)
+@pytest.mark.parametrize("path", ["/api/broadcast", "/api/broadcast/t/events/e"])
+async def test_malformed_json_is_phoenixs_400_before_auth(
+    hub: RunningHub, accept: str | None, content_type: str, body: bytes, path: str
+) -> None:
+    """Plug.Parsers raises before any route, so no token is looked at; Phoenix renders the
+    error with Realtime's template-less ErrorView, as HTML unless JSON is asked for."""
+    headers = {"Content-Type": "application/json"}
+    if accept is not None:
+        headers["Accept"] = accept
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{hub.realtime_url}{path}", data=b'{"messages": [', headers=headers) as resp,
+    ):
+        assert resp.status == 400
+        assert resp.headers["Content-Type"] == content_type
+        assert await resp.read() == body
+
+
+@pytest.mark.parametrize(
+    "hub_settings", [HubSettings(port=0, max_events_per_second=50, rate_window_s=30)]
+)
+async def test_every_answer_past_the_rate_limiter_carries_the_rate_headers(
+    hub: RunningHub,
+) -> None:
+    """Realtime's RateLimiter plug sets x-rate-* on the connection before authentication and
+    validation; the 415 of the single endpoint comes before it and has none."""
+    batch = f"{hub.realtime_url}/api/broadcast"
+    single = f"{hub.realtime_url}/api/broadcast/t/events/e"
+    key = {"apikey": hub.service_role_key}
+    one = {"messages": [{"topic": "t", "event": "e", "payload": {}}]}
+    async with aiohttp.ClientSession() as session:
+        answers = [
+            await _post(session, batch, key, one),
+            await _post(session, batch, {}, one),
+            await _post(session, batch, key, {"messages": []}),
+            await _post(session, single, key, {}),
+            await _post(session, single, {"apikey": "nonsense"}, {}),
+        ]
+        assert [status for status, _, _ in answers] == [202, 401, 422, 202, 401]
+        for _, _, headers in answers:
+            assert headers.get("x-rate-limit") == "50", headers
+            assert {"x-rate-rolling", "x-rate-limit-remaining"} <= set(headers)
+        status, _, headers = await _post(session, single, {**key, "Content-Type": "text/plain"}, {})
+        assert status == 415
+        assert "x-rate-limit" not in headers
 
 
 async def test_single_endpoint_wraps_a_non_object_body(hub: RunningHub) -> None:

@@ -1,13 +1,14 @@
 """Realtime's broadcast REST API: the batch endpoint and the single-message endpoint.
 
 Statuses and bodies are Realtime's (202 empty; 401/403 `{"message"}`; 422 changeset `{"errors"}`;
-429 with its three texts), so a publisher's error handling can be tested against this server.
+429 with its three texts; Phoenix's 400 for malformed JSON), so a publisher's error handling can
+be tested against this server. Bodies are read as Plug.Parsers reads them (see `media`), and every
+answer past the rate limiter carries its x-rate-* headers.
 Topics are bare channel names; `private` selects the private stream and runs the RLS write check.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ from daemon.hub.auth import (
     bearer_token,
 )
 from daemon.hub.channels import JsonBroadcast, Outgoing, StreamKey, UserBroadcast
+from daemon.hub.media import MediaType, bad_request, content_type
 from daemon.hub.serializers import UserPayload, dumps, loads
 from daemon.hub.state import HUB_STATE, HubState
 from daemon.log import get_logger
@@ -33,6 +35,8 @@ log = get_logger(__name__)
 
 _UNSUPPORTED_MEDIA = "Unsupported Media Type. Use application/json or application/octet-stream"
 _PAYLOAD_TOO_LARGE = "Payload size exceeds tenant limit"
+_JSON = MediaType("application", "json")
+_OCTET_STREAM = MediaType("application", "octet-stream")
 _CORS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "POST, OPTIONS",
@@ -40,23 +44,29 @@ _CORS = {
 }
 
 
-def _message(state: HubState, status: int, text: str, **headers: str) -> web.Response:
+Headers = dict[str, str]
+
+
+def _message(state: HubState, status: int, text: str, headers: Headers) -> web.Response:
     state.metrics.rest_rejected.labels(str(status)).inc()
     log.info("hub.rest.rejected", status=status, message=text)
-    return web.json_response({"message": text}, status=status, headers={**_CORS, **headers})
+    return web.json_response({"message": text}, status=status, headers=headers)
 
 
-def _errors(state: HubState, errors: dict[str, Any]) -> web.Response:
+def _errors(state: HubState, errors: dict[str, Any], headers: Headers) -> web.Response:
     state.metrics.rest_rejected.labels("422").inc()
     log.info("hub.rest.rejected", status=422, errors=errors)
-    return web.json_response({"errors": errors}, status=422, headers=_CORS)
+    return web.json_response({"errors": errors}, status=422, headers=headers)
 
 
-def _accepted() -> web.Response:
-    return web.Response(status=202, headers=_CORS)
+def _bad_request(state: HubState, request: web.Request) -> web.Response:
+    """Plug.Parsers refused the JSON body: before any route, so no CORS or rate headers."""
+    state.metrics.rest_rejected.labels("400").inc()
+    log.info("hub.rest.rejected", status=400, message="Malformed JSON body")
+    return bad_request(request)
 
 
-def _rate_headers(state: HubState) -> dict[str, str]:
+def _rate_headers(state: HubState) -> Headers:
     limit = state.limits.max_events
     if limit <= 0:
         return {}
@@ -68,11 +78,14 @@ def _rate_headers(state: HubState) -> dict[str, str]:
     }
 
 
-def _rate_limited(state: HubState) -> web.Response | None:
-    """The RateLimiter plug: runs before authentication."""
+def _rate_limit(state: HubState) -> tuple[Headers, web.Response | None]:
+    """The RateLimiter plug, before authentication: it puts the rate headers on the response
+    whatever comes next (401, 422, 429 or 202), and answers 429 itself when the tenant's
+    rolling events/s has reached the limit."""
+    headers = {**_CORS, **_rate_headers(state)}
     if state.limits.events_tripped():
-        return _message(state, 429, "Too many requests", **_rate_headers(state))
-    return None
+        return headers, _message(state, 429, "Too many requests", headers)
+    return headers, None
 
 
 def _authenticate(state: HubState, request: web.Request) -> Claims | None:
@@ -254,6 +267,8 @@ def _validate_batch(
 
 def _received(body: bytes) -> list[_Received | None] | dict[str, Any] | None:
     """The body's messages, the errors of its shape, or None when it is not JSON."""
+    if not body:
+        return _received_slow({})  # Plug's JSON parser reads an empty body as `{}`
     fast = _received_fast(body)
     if fast is not None:
         return [*fast]
@@ -263,30 +278,45 @@ def _received(body: bytes) -> list[_Received | None] | dict[str, Any] | None:
         return None
 
 
+def _media_type(request: web.Request) -> MediaType | None:
+    header = request.headers.get("content-type")
+    return None if header is None else content_type(header)
+
+
 async def batch_broadcast(request: web.Request) -> web.Response:
     """POST /api/broadcast `{"messages":[{topic, event, payload, private?, id?}]}`."""
     state = request.app[HUB_STATE]
-    if (limited := _rate_limited(state)) is not None:
+    media = _media_type(request)
+    if media is not None and media.is_json:
+        received = _received(await request.read())
+        if received is None:
+            return _bad_request(state, request)
+    else:
+        # Not JSON (or no Content-Type): Plug.Parsers leaves the body unread, so the
+        # controller sees no `messages` at all.
+        received = _received_slow({})
+    headers, limited = _rate_limit(state)
+    if limited is not None:
         return limited
     claims = _authenticate(state, request)
     if claims is None:
-        return _message(state, 401, "Unauthorized")
-    received = _received(await request.read())
-    if received is None:
-        return _message(state, 400, "Malformed JSON body")
+        return _message(state, 401, "Unauthorized", headers)
     if isinstance(received, dict):
-        return _errors(state, received)
+        return _errors(state, received, headers)
     messages, errors = _validate_batch(state, received)
     if errors is not None:
-        return _errors(state, errors)
+        return _errors(state, errors, headers)
     limit = state.limits.max_events
     if limit > 0:
         avg = state.limits.events.average()
         if avg > limit:
-            return _message(state, 429, "You have exceeded your rate limit")
+            return _message(state, 429, "You have exceeded your rate limit", headers)
         if len(messages) + avg > limit:
             return _message(
-                state, 429, "Too many messages to broadcast, please reduce the batch size"
+                state,
+                429,
+                "Too many messages to broadcast, please reduce the batch size",
+                headers,
             )
     public: list[tuple[StreamKey, Outgoing]] = []
     private_topics: dict[str, list[_Valid]] = defaultdict(list)
@@ -299,10 +329,10 @@ async def batch_broadcast(request: web.Request) -> web.Response:
         state.publish_batch(public)
     allowed: list[tuple[StreamKey, Outgoing]] = []
     dropped = 0
-    headers = _forwarded_headers(request) if private_topics else {}
+    forwarded = _forwarded_headers(request) if private_topics else {}
     for topic, group in private_topics.items():
         try:
-            can_write = await state.authorizer.can_write(AuthContext(topic, claims, headers))
+            can_write = await state.authorizer.can_write(AuthContext(topic, claims, forwarded))
         except PolicyCheckFailed as exc:
             log.warning("hub.rest.policy_error", topic=topic, kind=exc.kind, error=str(exc))
             can_write = False
@@ -317,7 +347,7 @@ async def batch_broadcast(request: web.Request) -> web.Response:
     log.info(
         "hub.rest.broadcast", count=len(messages), sent=sent, dropped=dropped, role=claims.role
     )
-    return _accepted()
+    return web.Response(status=202, headers=headers)
 
 
 def _outgoing(message: _Valid) -> tuple[StreamKey, Outgoing]:
@@ -332,37 +362,49 @@ def _outgoing(message: _Valid) -> tuple[StreamKey, Outgoing]:
     return key, JsonBroadcast(f"realtime:{message.topic}", payload)
 
 
+def _single_payload(media: MediaType | None, raw: bytes, event: str) -> UserPayload | None:
+    """The payload as Plug.Parsers leaves it for the controller; None for malformed JSON.
+
+    Without a Content-Type nothing is parsed: the body is ignored and the payload is `{}`. An
+    empty JSON body is `{}` too, and a JSON value that is not an object arrives as
+    `{"_json": value}`."""
+    if media == _OCTET_STREAM:
+        return UserPayload(event, "binary", raw)
+    value: Any = {}
+    if media is not None and media.is_json and raw:
+        try:
+            value = loads(raw)
+        except ValueError:
+            return None
+        if not isinstance(value, dict):
+            value = {"_json": value}
+    return UserPayload(event, "json", dumps(value).encode())
+
+
 async def single_broadcast(request: web.Request) -> web.Response:
     """POST /api/broadcast/{topic}/events/{event}[?private=true]; the body is the payload."""
     state = request.app[HUB_STATE]
-    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
-    if content_type not in ("application/json", "application/octet-stream", ""):
+    media = _media_type(request)
+    raw = await request.read() if media is not None else b""
+    topic, event = request.match_info["topic"], request.match_info["event"]
+    user = _single_payload(media, raw, event)
+    if user is None:
+        return _bad_request(state, request)
+    # ValidateBroadcastContentType: a missing header passes, any but these two is a 415.
+    if "content-type" in request.headers and media not in (_JSON, _OCTET_STREAM):
         state.metrics.rest_rejected.labels("415").inc()
         return web.json_response({"error": _UNSUPPORTED_MEDIA}, status=415, headers=_CORS)
-    if (limited := _rate_limited(state)) is not None:
+    headers, limited = _rate_limit(state)
+    if limited is not None:
         return limited
     claims = _authenticate(state, request)
     if claims is None:
-        return _message(state, 401, "Unauthorized")
-    topic, event = request.match_info["topic"], request.match_info["event"]
+        return _message(state, 401, "Unauthorized", headers)
     private = request.query.get("private") == "true"
-    raw = await request.read()
-    if content_type == "application/octet-stream":
-        user = UserPayload(event, "binary", raw)
-    else:
-        if not raw.strip():
-            return _errors(state, {"payload": ["can't be blank"]})
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            return _message(state, 400, "Malformed JSON body")
-        if not isinstance(value, dict):
-            value = {"_json": value}  # what Plug's JSON parser does with a non-object body
-        user = UserPayload(event, "json", dumps(value).encode())
     if state.limits.payload_too_large(len(user.data)):
-        return _errors(state, {"payload": [_PAYLOAD_TOO_LARGE]})
+        return _errors(state, {"payload": [_PAYLOAD_TOO_LARGE]}, headers)
     if state.limits.events_tripped():
-        return _message(state, 429, "You have exceeded your rate limit")
+        return _message(state, 429, "You have exceeded your rate limit", headers)
     if private:
         try:
             allowed = await state.authorizer.can_write(_auth_context(request, topic, claims))
@@ -371,11 +413,11 @@ async def single_broadcast(request: web.Request) -> web.Response:
             text = (
                 "Tenant database unavailable" if exc.kind == "unavailable" else "RLS policy error"
             )
-            return _message(state, 422, text)
+            return _message(state, 422, text, headers)
         if not allowed:
-            return _message(state, 403, "Unauthorized")
+            return _message(state, 403, "Unauthorized", headers)
     state.limits.events.add(1)
     state.publish((private, topic), UserBroadcast(f"realtime:{topic}", user))
     state.metrics.rest_messages.inc()
     log.info("hub.rest.broadcast", count=1, sent=1, dropped=0, role=claims.role, single=True)
-    return _accepted()
+    return web.Response(status=202, headers=headers)
