@@ -278,6 +278,35 @@ async def test_a_broadcast_payload_that_is_not_an_object_is_sent_on_and_acked(
         assert await receiver.receive() == [None, None, "realtime:odd", "broadcast", payload]
 
 
+@pytest.mark.parametrize(
+    ("vsn", "frame"),
+    [
+        ("1.0.0", "not json"),
+        ("1.0.0", "[1, 2]"),
+        ("1.0.0", '{"topic": "phoenix", "event": "heartbeat", "ref": "1"}'),
+        ("2.0.0", '{"topic": "phoenix"}'),
+        ("2.0.0", b"\x09\x00"),
+    ],
+)
+async def test_a_frame_phoenix_cannot_decode_closes_the_socket_with_1011(
+    hub: RunningHub, vsn: str, frame: str | bytes
+) -> None:
+    """Phoenix's decode! raises, the socket process dies, Cowboy sends close 1011 (no reason);
+    the socket's channels go with it."""
+    async with (
+        aiohttp.ClientSession() as session,
+        raw_socket(session, hub, hub.anon_key, vsn) as ws,
+    ):
+        await ws.join("realtime:room1", hub.anon_key)
+        if isinstance(frame, bytes):
+            await ws.ws.send_bytes(frame)
+        else:
+            await ws.ws.send_str(frame)
+        closing = await ws.receive()
+        assert closing.type == aiohttp.WSMsgType.CLOSE
+        assert (closing.data, closing.extra) == (1011, "")
+
+
 @pytest.mark.parametrize("hub_settings", [HubSettings(port=0, idle_timeout_s=0.3)])
 async def test_idle_socket_is_closed(hub: RunningHub) -> None:
     async with aiohttp.ClientSession() as session, raw_socket(session, hub, hub.anon_key) as ws:

@@ -10,7 +10,15 @@ import pytest
 from daemon.config import HubSettings
 from daemon.hub.auth import Claims, TokenRejected, TokenVerifier, bearer_token, verify_token
 from daemon.hub.limits import Limits, RollingRate
-from daemon.hub.serializers import FrameError, decode_v2_binary, serializer_for, ws_frame
+from daemon.hub.serializers import (
+    FrameError,
+    UnservedFrame,
+    decode_v1,
+    decode_v2_binary,
+    decode_v2_text,
+    serializer_for,
+    ws_frame,
+)
 from daemon.hub.vsn import Version, negotiate, parse_version
 
 SECRET = "s" * 40
@@ -34,6 +42,49 @@ def test_kind3_decoding_and_truncation() -> None:
         decode_v2_binary(frame[:9])
     with pytest.raises(FrameError):
         decode_v2_binary(bytes((4, 0, 0, 0, 0, 0, 0)))
+
+
+@pytest.mark.parametrize(
+    ("frame", "error"),
+    [
+        ("{", FrameError),
+        ("[]", FrameError),
+        ('{"topic":"t","event":"e","ref":null}', FrameError),  # no payload key
+        ('{"topic":"t","event":"e","payload":{}}', FrameError),  # no ref key
+        ('{"topic":"t","event":"e","payload":NaN,"ref":null}', FrameError),
+        (b'\xff{"topic":"t"}', FrameError),
+        ('{"topic":1,"event":"e","payload":{},"ref":null}', UnservedFrame),
+        ('{"topic":"t","event":"e","payload":{},"ref":{}}', UnservedFrame),
+    ],
+)
+def test_v1_frames_phoenix_cannot_decode_and_frames_the_hub_ignores(
+    frame: str | bytes, error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        decode_v1(frame)
+
+
+def test_v1_decodes_binary_frames_as_text_like_phoenix() -> None:
+    msg = decode_v1(b'{"topic":"t","event":"e","payload":[1],"ref":"1"}')
+    assert (msg.topic, msg.event, msg.payload, msg.ref) == ("t", "e", [1], "1")
+
+
+@pytest.mark.parametrize(
+    ("frame", "error"),
+    [
+        (b"", FrameError),
+        (bytes((9, 0, 0, 0, 0)), FrameError),
+        (bytes((0, 0, 0, 9, 0)) + b"t", FrameError),  # kind 0, shorter than its header says
+        (bytes((0, 0, 0, 1, 1)) + b"te" + b"data", UnservedFrame),  # kind 0, well formed
+        (bytes((3, 0, 0, 1, 1, 2, 1)) + b"te{x" + b"{}", FrameError),  # metadata not JSON
+        (bytes((3, 0, 0, 1, 1, 0, 1)) + b"\xffe" + b"{}", UnservedFrame),
+    ],
+)
+def test_v2_binary_frames_phoenix_cannot_decode(frame: bytes, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        decode_v2_binary(frame)
+    with pytest.raises(FrameError):
+        decode_v2_text('{"not": "an array"}')
 
 
 def test_serializer_negotiation() -> None:

@@ -19,6 +19,7 @@ Encoding = Literal["json", "binary"]
 OP_TEXT: Final = 0x1
 OP_BINARY: Final = 0x2
 
+_KIND_PUSH: Final = 0
 _KIND_USER_BROADCAST_PUSH: Final = 3
 _KIND_USER_BROADCAST: Final = 4
 
@@ -26,7 +27,19 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 class FrameError(ValueError):
-    """A client frame that does not follow the negotiated serializer."""
+    """A client frame the negotiated Phoenix serializer cannot decode.
+
+    Phoenix's `decode!` raises on it and the socket process dies; Cowboy then closes the
+    websocket with 1011 (internal error), so the hub closes the same way."""
+
+
+class UnservedFrame(ValueError):
+    """A frame Phoenix decodes but the hub cannot act on (a kind 0 binary push, a topic that
+    is not a string): logged and ignored."""
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def dumps(value: Any) -> str:
@@ -35,8 +48,8 @@ def dumps(value: Any) -> str:
 
 
 def loads(text: str | bytes) -> Any:
-    """Parse JSON; ValueError when it is not."""
-    return json.loads(text)
+    """Parse JSON as Jason does (NaN and Infinity are not JSON); ValueError when it is not."""
+    return json.loads(text, parse_constant=_no_constant)
 
 
 def ws_frame(opcode: int, data: bytes) -> bytes:
@@ -77,23 +90,32 @@ def _opt_str(value: Any, name: str) -> str | None:
         return value
     if isinstance(value, int):
         return str(value)
-    raise FrameError(f"{name} must be a string or null")
+    raise UnservedFrame(f"{name} must be a string or null")
 
 
-def decode_v1(text: str) -> Inbound:
-    try:
-        obj = json.loads(text)
-    except ValueError as exc:
-        raise FrameError(f"not JSON: {exc}") from None
-    if not isinstance(obj, dict) or "ref" not in obj:
-        raise FrameError("expected an object with topic, event, payload and ref")
-    topic, event = obj.get("topic"), obj.get("event")
+def _routable(topic: Any, event: Any) -> tuple[str, str]:
     if not isinstance(topic, str) or not isinstance(event, str):
-        raise FrameError("topic and event must be strings")
+        raise UnservedFrame("topic and event must be strings")
+    return topic, event
+
+
+def decode_v1(text: str | bytes) -> Inbound:
+    """Phoenix's V1 `decode!`: a JSON object with the keys topic, event, payload and ref
+    (join_ref optional). The frame's opcode is not looked at, so binary frames count too."""
+    try:
+        obj = loads(text.decode() if isinstance(text, bytes) else text)
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise FrameError(f"not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise FrameError("expected a JSON object")
+    missing = [key for key in ("topic", "event", "payload", "ref") if key not in obj]
+    if missing:
+        raise FrameError(f"missing key {missing[0]!r}")
+    topic, event = _routable(obj["topic"], obj["event"])
     return Inbound(
         topic,
         event,
-        obj.get("payload"),
+        obj["payload"],
         _opt_str(obj["ref"], "ref"),
         _opt_str(obj.get("join_ref"), "join_ref"),
     )
@@ -101,33 +123,47 @@ def decode_v1(text: str) -> Inbound:
 
 def decode_v2_text(text: str) -> Inbound:
     try:
-        arr = json.loads(text)
+        arr = loads(text)
     except ValueError as exc:
         raise FrameError(f"not JSON: {exc}") from None
     if not isinstance(arr, list) or len(arr) < 5:
         raise FrameError("expected a V2 array [join_ref, ref, topic, event, payload]")
     join_ref, ref, topic, event, payload = arr[:5]
-    if not isinstance(topic, str) or not isinstance(event, str):
-        raise FrameError("topic and event must be strings")
+    topic, event = _routable(topic, event)
     return Inbound(topic, event, payload, _opt_str(ref, "ref"), _opt_str(join_ref, "join_ref"))
 
 
+def _fields(data: bytes, offset: int, sizes: tuple[int, ...]) -> tuple[list[bytes], int]:
+    """The length-prefixed fields after a binary header; FrameError when the frame is short."""
+    fields = []
+    for size in sizes:
+        if offset + size > len(data):
+            raise FrameError("binary frame shorter than its header says")
+        fields.append(data[offset : offset + size])
+        offset += size
+    return fields, offset
+
+
 def decode_v2_binary(data: bytes) -> Inbound:
-    """Only kind 3 (user broadcast push) is sent by clients."""
-    if len(data) < 7 or data[0] != _KIND_USER_BROADCAST_PUSH:
-        raise FrameError("unsupported binary frame (only kind 3, user broadcast push, is accepted)")
-    join_ref_len, ref_len, topic_len, event_len, meta_len, encoding = data[1:7]
-    offset = 7
-    fields: list[str] = []
+    """Realtime's V2 binary decoding: kind 3 (user broadcast push, what realtime-js sends) is
+    served; kind 0 (push) decodes but is not served; anything else cannot be decoded."""
+    kind = data[0] if data else None
+    if kind == _KIND_PUSH and len(data) >= 5:
+        _fields(data, 5, tuple(data[1:5]))
+        raise UnservedFrame("binary kind 0 (push) is not served")
+    if kind != _KIND_USER_BROADCAST_PUSH or len(data) < 7:
+        raise FrameError("binary frame of no known kind (0 push, 3 user broadcast push)")
+    encoding = data[6]
+    raw, offset = _fields(data, 7, tuple(data[1:6]))
+    if raw[4]:
+        try:
+            loads(raw[4].decode())
+        except ValueError:
+            raise FrameError("binary frame metadata is not JSON") from None
     try:
-        for size in (join_ref_len, ref_len, topic_len, event_len, meta_len):
-            if offset + size > len(data):
-                raise FrameError("binary frame shorter than its header says")
-            fields.append(data[offset : offset + size].decode())
-            offset += size
+        join_ref, ref, topic, event = (field.decode() for field in raw[:4])
     except UnicodeDecodeError:
-        raise FrameError("binary frame header is not UTF-8") from None
-    join_ref, ref, topic, event, _metadata = fields
+        raise UnservedFrame("binary frame header is not UTF-8") from None
     user = UserPayload(event, "json" if encoding == 1 else "binary", bytes(data[offset:]))
     return Inbound(topic, "broadcast", user, ref or None, join_ref or None)
 
@@ -160,8 +196,6 @@ class V1Serializer:
     vsn: Vsn = "1.0.0"
 
     def decode(self, data: str | bytes) -> Inbound:
-        if isinstance(data, bytes):
-            raise FrameError("vsn 1.0.0 takes text frames only")
         return decode_v1(data)
 
     def _frame(self, topic: str, event: str, payload_json: str, ref: str | None) -> bytes:

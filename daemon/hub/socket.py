@@ -17,7 +17,13 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from daemon.hub.auth import Claims, TokenRejected
 from daemon.hub.channel import PREFIX, Channel, JoinConfig, JoinRefused
-from daemon.hub.serializers import FrameError, Inbound, Serializer, serializer_for
+from daemon.hub.serializers import (
+    FrameError,
+    Inbound,
+    Serializer,
+    UnservedFrame,
+    serializer_for,
+)
 from daemon.hub.state import HUB_STATE, HubState
 from daemon.log import get_logger
 
@@ -203,7 +209,12 @@ class Connection:
         try:
             msg = self.serializer.decode(data)
         except FrameError as exc:
+            # Phoenix's decode! raises, the socket process dies and Cowboy closes with 1011.
             log.warning("hub.socket.bad_frame", socket=self.id, error=str(exc))
+            await self.close(WSCloseCode.INTERNAL_ERROR)
+            return
+        except UnservedFrame as exc:
+            log.info("hub.socket.ignored_frame", socket=self.id, reason=str(exc))
             return
         if msg.topic == "phoenix":
             if msg.event == "heartbeat":
