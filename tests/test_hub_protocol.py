@@ -474,3 +474,26 @@ async def test_a_rejoin_closes_the_old_channel_and_a_late_leave_of_it_is_ignored
         await ws.send("realtime:rejoined", "broadcast", {"type": "broadcast"}, "8", "5")
         await ws.send("phoenix", "heartbeat", {}, "9")
         assert (await ws.receive())["ref"] == "9"  # still joined: no "unmatched topic"
+
+
+async def test_messages_for_no_channel_are_answered_as_phoenix_does(hub: RunningHub) -> None:
+    """A leave of a topic that is not joined is ok (a client leaving after the server closed
+    the channel); anything else gets "unmatched topic", a reply without a join_ref (V2 shows
+    it), as does a join of a topic outside realtime:*."""
+    async with (
+        aiohttp.ClientSession() as session,
+        raw_socket(session, hub, hub.anon_key, "2.0.0") as ws,
+    ):
+        await ws.send("realtime:never-joined", "phx_leave", {}, "1", "1")
+        assert await ws.receive() == [
+            "1",
+            "1",
+            "realtime:never-joined",
+            "phx_reply",
+            {"status": "ok", "response": {}},
+        ]
+        unmatched = {"status": "error", "response": {"reason": "unmatched topic"}}
+        await ws.send("realtime:never-joined", "broadcast", {"type": "broadcast"}, "2", "1")
+        assert await ws.receive() == [None, "2", "realtime:never-joined", "phx_reply", unmatched]
+        await ws.send("room1", "phx_join", {"access_token": hub.anon_key}, "3", "3")
+        assert await ws.receive() == [None, "3", "room1", "phx_reply", unmatched]

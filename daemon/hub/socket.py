@@ -225,7 +225,10 @@ class Connection:
             return
         channel = self.channels.get(msg.topic)
         if channel is None:
-            self._reply(msg, "error", {"reason": "unmatched topic"})
+            if msg.event == "phx_leave":  # Phoenix: leaving what is not joined is done already
+                self._reply(msg, "ok", {})
+            else:
+                self._unmatched(msg)
             return
         match msg.event:
             case "phx_leave":
@@ -247,6 +250,13 @@ class Connection:
     def _reply(self, msg: Inbound, status: str, response: Any) -> None:
         self.send(self.serializer.reply(msg.join_ref, msg.ref, msg.topic, status, response))
 
+    def _unmatched(self, msg: Inbound) -> None:
+        """Phoenix's answer to a message for no channel: an error reply without a join_ref."""
+        reply = self.serializer.reply(
+            None, msg.ref, msg.topic, "error", {"reason": "unmatched topic"}
+        )
+        self.send(reply)
+
     # -- channels --------------------------------------------------------------------------
     def drop_channel(self, channel: Channel) -> None:
         if self.channels.get(channel.topic) is channel:
@@ -259,7 +269,7 @@ class Connection:
         config = JoinConfig.parse(msg.payload)
         name = msg.topic[len(PREFIX) :] if msg.topic.startswith(PREFIX) else None
         if name is None:
-            self._reply(msg, "error", {"reason": "unmatched topic"})
+            self._unmatched(msg)
             return
         previous = self.channels.get(msg.topic)
         if previous is not None:  # Phoenix closes the existing channel for the new join
