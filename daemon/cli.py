@@ -108,7 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 0 if _command_named(argv) in STOPPED_BY_SIGNAL_IS_SUCCESS else 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        # None: a handler installed outside Python, which cannot be put back; the default is
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def _run_command(argv: Sequence[str] | None) -> int:
