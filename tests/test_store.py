@@ -338,6 +338,21 @@ async def test_dead_letter_moves_the_message_aside_and_stages_a_refresh_after_it
     assert await store.dead_letter([], status=None, body="") == ()
 
 
+async def test_a_refused_message_with_a_later_one_on_its_channel_needs_no_refresh(
+    school: School, store: Store
+) -> None:
+    """The later message's prevSeq shows the clients the refused seq's gap: they refetch."""
+    await school.submit("A1", school.p2, {"text": "a"})
+    await store.stage_batch(500)
+    await school.submit("A3", school.p2, {"choice": "b"})
+    await store.stage_batch(500)
+    first, second = await store.pending(10)
+    assert [(m.channel, m.seq) for m in (first, second)] == [(G1, 1), (G1, 2)]  # p2: G1 only
+    assert await store.dead_letter([first], status=422, body="no") == ()
+    [refresh] = await store.dead_letter([second], status=422, body="no")
+    assert (refresh.channel, refresh.seq, refresh.payload["reason"]) == (G1, 3, "rejected")
+
+
 async def test_a_refused_refresh_is_followed_by_nothing(school: School, store: Store) -> None:
     """A refresh is small: Realtime refusing it refuses the channel, so no loop of refreshes."""
     await school.submit("A1", school.p2, {"text": "a"})

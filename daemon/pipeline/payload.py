@@ -6,8 +6,9 @@ A channel's cells of one batch become, in this order of preference:
 - a `result_refresh` for a cell that cannot be sent (too large alone, or not enrichable);
 - one `result_refresh` of the whole assignment when the channel would need more than
   `max_messages_per_channel` messages: one refetch is cheaper than a flood.
-A message Realtime refuses for good is followed by a `result_refresh` of its assignment
-(`rejected_refresh`), so that its cells are not lost to the clients.
+A message Realtime refuses for good, with nothing staged after it on its channel, is followed by
+a `result_refresh` of its assignment (`rejected_refresh`), so that its cells are not lost to the
+clients.
 Sizes are planned with the largest possible seq: filling in the real one never exceeds the budget.
 
 Each cell is encoded once: the adapter's state (a JSON object, as PostgreSQL printed it) is

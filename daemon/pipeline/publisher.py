@@ -13,8 +13,8 @@ Outcomes:
 - 401/403/404/405: a problem of the credential or the URL, not of the messages; handled like an
   exhausted retry (never dead-letter a whole outbox because a key was rotated);
 - any other 4xx: the message is malformed or too big. A batch is retried one message per request
-  to find the culprit, which is dead-lettered (the acknowledger follows it with a refresh of its
-  assignment); the others go on.
+  to find the culprit, which is dead-lettered (the acknowledger makes sure its clients refetch);
+  the others go on.
 Once the daemon is stopping, a request in flight is allowed to finish but no retry is waited for
 or sent: the messages stay staged and go out after the restart, so a shutdown while Realtime is
 down takes no longer than the request in flight.

@@ -457,19 +457,18 @@ class Store:
     async def dead_letter(
         self, messages: Sequence[Publishable], *, status: int | None, body: str
     ) -> tuple[OutgoingMessage, ...]:
-        """Realtime refused these for good: move them aside for a person to look at, and stage
-        a `result_refresh` of each one's assignment in the same transaction, returned for the
-        caller to publish. Else the cells of a refused message would stay stale on every page
-        until the channel's next message. A refused refresh is followed by nothing: a refresh
-        is small, so Realtime refusing it means it refuses the channel, and would refuse the
-        next one too."""
+        """Realtime refused these for good: move them aside for a person to look at, and make
+        sure their clients read the cells they carried again, in the same transaction.
+
+        A later message on the channel does that by itself: its prevSeq shows the clients the
+        refused seq's gap, and they refetch the assignment. Where none is staged, a
+        `result_refresh` of the assignment is staged, and returned for the caller to publish;
+        else the cells would stay stale on every page until the channel's next change. A
+        refused refresh is followed by nothing: a refresh is small, so Realtime refusing it
+        means it refuses the channel, and would refuse the next one too.
+        """
         if not messages:
             return ()
-        follow = {
-            m.channel: rejected_refresh(m.channel, m.oldest_change_at)
-            for m in messages
-            if m.event != "result_refresh"
-        }
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(query("store_stage_lock"), _STAGE_LOCK_KEY)
             await conn.execute(
@@ -478,6 +477,20 @@ class Store:
                 status,
                 body[:_MAX_RESPONSE_BODY],
             )
+            cells = [m for m in messages if m.event != "result_refresh"]
+            if not cells:
+                return ()
+            followed = await conn.fetch(
+                query("store_channels_staged_after"),
+                [m.channel for m in cells],
+                [m.seq for m in cells],
+            )
+            gap_shown = {r["channel"] for r in followed}
+            follow = {
+                m.channel: rejected_refresh(m.channel, m.oldest_change_at)
+                for m in cells
+                if m.channel not in gap_shown
+            }
             if not follow:
                 return ()
             channels = sorted(follow)
